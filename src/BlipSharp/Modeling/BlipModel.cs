@@ -1,0 +1,85 @@
+using BlipSharp.Configuration;
+using BlipSharp.Modeling.Text;
+using BlipSharp.Modeling.Vision;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace BlipSharp.Modeling;
+
+/// <summary>
+/// The CLIP-style contrastive model, as transformers' <c>BlipModel</c>: pooled image and text outputs are
+/// projected (no bias), normalised and compared with a learned temperature.
+/// </summary>
+public sealed class BlipModel : Module, IBlipTaskModel
+{
+    /// <summary>The configuration this model was built from.</summary>
+    public BlipConfig Config { get; }
+
+#pragma warning disable IDE1006
+    /// <summary>Text model with a pooler.</summary>
+    public BlipTextModel text_model;
+    /// <summary>Image encoder.</summary>
+    public BlipVisionModel vision_model;
+    /// <summary>(P, Dv), no bias.</summary>
+    public Linear visual_projection;
+    /// <summary>(P, H), no bias.</summary>
+    public Linear text_projection;
+    /// <summary>Log inverse temperature, 0-dim.</summary>
+    public Parameter logit_scale;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates a randomly initialised model for <paramref name="config"/>.</summary>
+    public BlipModel(BlipConfig config) : base(nameof(BlipModel))
+    {
+        Config = config.Normalized();
+        text_model = new BlipTextModel(Config.TextConfig, addPoolingLayer: true);
+        vision_model = new BlipVisionModel(Config.VisionConfig);
+        visual_projection = Linear(Config.VisionConfig.HiddenSize, Config.ProjectionDim, hasBias: false);
+        text_projection = Linear(Config.TextConfig.HiddenSize, Config.ProjectionDim, hasBias: false);
+        logit_scale = Parameter(tensor((float)Config.LogitScaleInitValue));
+        RegisterComponents();
+    }
+
+    /// <summary>Unnormalised text features (T, P): text_projection(pooler_output).</summary>
+    public Tensor GetTextFeatures(Tensor inputIds, Tensor? attentionMask = null)
+    {
+        using var output = text_model.Forward(inputIds, attentionMask);
+        return text_projection.forward(output.PoolerOutput!);
+    }
+
+    /// <summary>Unnormalised image features (I, P): visual_projection(pooler_output).</summary>
+    public Tensor GetImageFeatures(Tensor pixelValues)
+    {
+        using var output = vision_model.Forward(pixelValues);
+        return visual_projection.forward(output.PoolerOutput);
+    }
+
+    /// <summary>Similarity logits of every image with every text; with <paramref name="returnLoss"/> the symmetric contrastive loss (I must equal T).</summary>
+    public BlipOutput Forward(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask = null, bool returnLoss = false)
+    {
+        using var scope = NewDisposeScope();
+        var image = GetImageFeatures(pixelValues);
+        var text = GetTextFeatures(inputIds, attentionMask);
+        var imageEmbeds = image / image.norm(-1, keepdim: true, p: 2);   // (I, P)
+        var textEmbeds = text / text.norm(-1, keepdim: true, p: 2);      // (T, P)
+        var logitsPerText = textEmbeds.matmul(imageEmbeds.t()) * logit_scale.exp(); // (T, I)
+        var logitsPerImage = logitsPerText.t();                                     // (I, T)
+        Tensor? loss = null;
+        if (returnLoss)
+        {
+            if (logitsPerText.shape[0] != logitsPerText.shape[1])
+                throw new ArgumentException($"the contrastive loss needs as many texts as images, got {logitsPerText.shape[0]} texts and {logitsPerText.shape[1]} images.");
+            var targets = arange(logitsPerText.shape[0], dtype: ScalarType.Int64, device: logitsPerText.device);
+            loss = (nn.functional.cross_entropy(logitsPerText, targets) + nn.functional.cross_entropy(logitsPerImage, targets)) / 2.0;
+        }
+        var result = new BlipOutput(logitsPerImage, logitsPerText, imageEmbeds, textEmbeds, loss);
+        result.LogitsPerImage.MoveToOuterDisposeScope();
+        result.LogitsPerText.MoveToOuterDisposeScope();
+        result.ImageEmbeds.MoveToOuterDisposeScope();
+        result.TextEmbeds.MoveToOuterDisposeScope();
+        result.Loss?.MoveToOuterDisposeScope();
+        return result;
+    }
+}

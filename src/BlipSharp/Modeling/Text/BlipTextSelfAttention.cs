@@ -1,0 +1,72 @@
+using BlipSharp.Configuration;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace BlipSharp.Modeling.Text;
+
+/// <summary>
+/// Multi-head attention with separate q/k/v projections, as transformers' <c>BlipTextSelfAttention</c>. As
+/// self-attention the keys come from the text; as cross-attention they come from the encoder states (the
+/// image, or the question in VQA), whose width may differ from the text width.
+/// </summary>
+public sealed class BlipTextSelfAttention : Module
+{
+    private readonly int _numHeads;
+    private readonly int _headDim;
+    private readonly double _dropout;
+
+#pragma warning disable IDE1006
+    /// <summary>(H, H).</summary>
+    public Linear query;
+    /// <summary>(H, H) or (H, encoder width) for cross-attention.</summary>
+    public Linear key;
+    /// <summary>(H, H) or (H, encoder width) for cross-attention.</summary>
+    public Linear value;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the attention; <paramref name="isCrossAttention"/> sizes key/value for the encoder width.</summary>
+    public BlipTextSelfAttention(BlipTextConfig config, bool isCrossAttention) : base(nameof(BlipTextSelfAttention))
+    {
+        _numHeads = config.NumAttentionHeads;
+        _headDim = config.HiddenSize / config.NumAttentionHeads;
+        _dropout = config.AttentionProbsDropoutProb;
+        int kvWidth = isCrossAttention ? config.EncoderHiddenSize : config.HiddenSize;
+        query = Linear(config.HiddenSize, config.HiddenSize);
+        key = Linear(kvWidth, config.HiddenSize);
+        value = Linear(kvWidth, config.HiddenSize);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Attends from <paramref name="hiddenStates"/> (B, T, H) to <paramref name="keyValueStates"/> (B, S, E)
+    /// with an additive mask broadcastable to (B, nh, T, S) (null: attend everywhere). Returns (B, T, H).
+    /// </summary>
+    public Tensor Forward(Tensor hiddenStates, Tensor keyValueStates, Tensor? additiveMask)
+    {
+        using var k = SplitHeads(key.forward(keyValueStates));     // (B, nh, S, hd)
+        using var v = SplitHeads(value.forward(keyValueStates));   // (B, nh, S, hd)
+        return Attend(hiddenStates, k, v, additiveMask);
+    }
+
+    /// <summary>Attention with keys and values already projected and split, (B, nh, S, hd); used by the KV cache.</summary>
+    public Tensor Attend(Tensor hiddenStates, Tensor keys, Tensor values, Tensor? additiveMask)
+    {
+        long b = hiddenStates.shape[0], t = hiddenStates.shape[1];
+        using var q = SplitHeads(query.forward(hiddenStates));     // (B, nh, T, hd)
+        using var context = nn.functional.scaled_dot_product_attention(q, keys, values, additiveMask, training ? _dropout : 0.0); // (B, nh, T, hd)
+        return context.transpose(1, 2).reshape(b, t, _numHeads * _headDim); // (B, T, H)
+    }
+
+    /// <summary>Projects encoder or text states to keys and values split into heads, (B, nh, S, hd) each.</summary>
+    public (Tensor Keys, Tensor Values) ProjectKeyValues(Tensor states) =>
+        (SplitHeads(key.forward(states)), SplitHeads(value.forward(states)));
+
+    private Tensor SplitHeads(Tensor x)
+    {
+        using (x)
+        {
+            return x.view(x.shape[0], x.shape[1], _numHeads, _headDim).transpose(1, 2); // (B, nh, S, hd)
+        }
+    }
+}
