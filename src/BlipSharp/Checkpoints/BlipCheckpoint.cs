@@ -154,7 +154,7 @@ public static class BlipCheckpoint
             string biasKey = key[..^DecoderBiasSuffix.Length] + BiasSuffix;
             if (weights.TryGetValue(biasKey, out var bias))
             {
-                if (!bias.shape.SequenceEqual(weights[key].shape) || !bias.equal(weights[key]).item<bool>())
+                if (!bias.shape.SequenceEqual(weights[key].shape) || !bias.allclose(weights[key], 0, 0))
                     throw new CheckpointFormatException($"{source}: '{key}' and '{biasKey}' must be the same tied tensor but differ.");
             }
             else
