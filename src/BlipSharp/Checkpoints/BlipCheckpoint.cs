@@ -77,7 +77,7 @@ public static class BlipCheckpoint
         string path = FindWeights(directory);
         if (path.EndsWith(".index.json", StringComparison.Ordinal)) return ReadShardedSafeTensors(path);
         if (path.EndsWith(".safetensors", StringComparison.Ordinal)) return SafeTensors.Load(path);
-        return TorchCheckpointFormat.LoadStateDict(path);
+        return TorchCheckpoint.LoadStateDict(path);
     }
 
     /// <summary>Builds a model with <paramref name="factory"/> from the folder's config and loads its weights strictly.</summary>

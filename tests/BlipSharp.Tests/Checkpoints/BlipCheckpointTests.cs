@@ -57,6 +57,35 @@ public sealed class BlipCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void PytorchModelBinLoadsTheSameWeightsAsSafetensors()
+    {
+        string source = FolderOf(nameof(BlipForConditionalGeneration));
+        string dir = CopyWithConfig(source, _ => { });
+        File.Delete(Path.Combine(dir, "model.safetensors"));
+        var weights = SafeTensors.Load(Path.Combine(source, "model.safetensors"));
+        var pickle = new PickleBuilder().Proto(2).NewOrderedDict().Mark();
+        var storages = new Dictionary<string, byte[]>();
+        int i = 0;
+        foreach (var (name, t) in weights)
+        {
+            string key = (i++).ToString();
+            var strides = new long[t.shape.Length];
+            long stride = 1;
+            for (int d = t.shape.Length - 1; d >= 0; d--) { strides[d] = stride; stride *= t.shape[d]; }
+            pickle.Str(name).Tensor("FloatStorage", key, t.numel(), 0, t.shape, strides);
+            storages[key] = t.bytes.ToArray();
+        }
+        TorchSaveArchive.Write(Path.Combine(dir, "pytorch_model.bin"), pickle.SetItems().Stop().ToArray(), storages);
+
+        Assert.EndsWith("pytorch_model.bin", BlipCheckpoint.FindWeights(dir));
+        using var fromBin = BlipCheckpoint.LoadForConditionalGeneration(dir);
+        using var fromSafetensors = BlipCheckpoint.LoadForConditionalGeneration(source);
+        var expected = fromSafetensors.state_dict();
+        foreach (var (key, value) in fromBin.state_dict())
+            Assert.True(Same(expected[key], value), key);
+    }
+
+    [Fact]
     public void CheckpointForAnotherTaskIsRefusedByArchitecture()
     {
         string dir = FolderOf(nameof(BlipForConditionalGeneration));
