@@ -35,8 +35,8 @@ internal sealed class BasicTokenizer
     /// </summary>
     public List<string> Tokenize(string text, IReadOnlySet<string>? neverSplit = null)
     {
-        IReadOnlySet<string> keep = neverSplit is null || neverSplit.Count == 0
-            ? NeverSplit
+        IReadOnlySet<string> keep = neverSplit is null || neverSplit.Count == 0 ? NeverSplit
+            : NeverSplit.Count == 0 ? neverSplit
             : new HashSet<string>(NeverSplit.Concat(neverSplit), StringComparer.Ordinal);
         text = CleanText(text);
         if (_tokenizeChineseChars) text = SpaceOutChineseChars(text);

@@ -102,6 +102,14 @@ public sealed class TokenizerTests
         var root = doc.RootElement;
         int checks = 0;
 
+        // The tokenizer covers the text embedding table: text_config.vocab_size, or BlipTextConfig's default 30524.
+        using (var config = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "config.json"))))
+        {
+            int expectedVocab = config.RootElement.TryGetProperty("text_config", out var textConfig)
+                && textConfig.TryGetProperty("vocab_size", out var vocabSize) ? vocabSize.GetInt32() : 30524;
+            Assert.Equal(expectedVocab, tokenizer.VocabSize);
+        }
+
         if (root.TryGetProperty("special_ids", out var specialIds))
         {
             foreach (var p in specialIds.EnumerateObject())
