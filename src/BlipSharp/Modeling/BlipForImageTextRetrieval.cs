@@ -102,6 +102,7 @@ public sealed class BlipForImageTextRetrieval : Module, IBlipTaskModel
         using var text = EncodeText(inputIds, attentionMask);
         var imageFeat = ImageFeatures(image);
         var textFeat = TextFeatures(text);
-        return new ItcOutput(imageFeat.matmul(textFeat.t()), imageFeat, textFeat);
+        using var textFeatT = textFeat.t();                          // (P, T)
+        return new ItcOutput(imageFeat.matmul(textFeatT), imageFeat, textFeat);
     }
 }

@@ -59,27 +59,28 @@ public sealed class BlipModel : Module, IBlipTaskModel
     /// <summary>Similarity logits of every image with every text; with <paramref name="returnLoss"/> the symmetric contrastive loss (I must equal T).</summary>
     public BlipOutput Forward(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask = null, bool returnLoss = false)
     {
-        using var scope = NewDisposeScope();
-        var image = GetImageFeatures(pixelValues);
-        var text = GetTextFeatures(inputIds, attentionMask);
-        var imageEmbeds = image / image.norm(-1, keepdim: true, p: 2);   // (I, P)
-        var textEmbeds = text / text.norm(-1, keepdim: true, p: 2);      // (T, P)
-        var logitsPerText = textEmbeds.matmul(imageEmbeds.t()) * logit_scale.exp(); // (T, I)
-        var logitsPerImage = logitsPerText.t();                                     // (I, T)
+        using var image = GetImageFeatures(pixelValues);
+        using var text = GetTextFeatures(inputIds, attentionMask);
+        using var imageNorm = image.norm(-1, keepdim: true, p: 2);
+        using var textNorm = text.norm(-1, keepdim: true, p: 2);
+        var imageEmbeds = image / imageNorm;                              // (I, P)
+        var textEmbeds = text / textNorm;                                 // (T, P)
+        using var imageEmbedsT = imageEmbeds.t();                         // (P, I)
+        using var scale = logit_scale.exp();
+        using var cosine = textEmbeds.matmul(imageEmbedsT);               // (T, I)
+        var logitsPerText = cosine * scale;                               // (T, I)
+        var logitsPerImage = logitsPerText.t();                           // (I, T)
         Tensor? loss = null;
         if (returnLoss)
         {
             if (logitsPerText.shape[0] != logitsPerText.shape[1])
                 throw new ArgumentException($"the contrastive loss needs as many texts as images, got {logitsPerText.shape[0]} texts and {logitsPerText.shape[1]} images.");
-            var targets = arange(logitsPerText.shape[0], dtype: ScalarType.Int64, device: logitsPerText.device);
-            loss = (nn.functional.cross_entropy(logitsPerText, targets) + nn.functional.cross_entropy(logitsPerImage, targets)) / 2.0;
+            using var targets = arange(logitsPerText.shape[0], dtype: ScalarType.Int64, device: logitsPerText.device);
+            using var textLoss = nn.functional.cross_entropy(logitsPerText, targets);
+            using var imageLoss = nn.functional.cross_entropy(logitsPerImage, targets);
+            using var sum = textLoss + imageLoss;
+            loss = sum / 2.0;
         }
-        var result = new BlipOutput(logitsPerImage, logitsPerText, imageEmbeds, textEmbeds, loss);
-        result.LogitsPerImage.MoveToOuterDisposeScope();
-        result.LogitsPerText.MoveToOuterDisposeScope();
-        result.ImageEmbeds.MoveToOuterDisposeScope();
-        result.TextEmbeds.MoveToOuterDisposeScope();
-        result.Loss?.MoveToOuterDisposeScope();
-        return result;
+        return new BlipOutput(logitsPerImage, logitsPerText, imageEmbeds, textEmbeds, loss);
     }
 }

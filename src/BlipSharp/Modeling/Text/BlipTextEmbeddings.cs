@@ -10,6 +10,7 @@ namespace BlipSharp.Modeling.Text;
 public sealed class BlipTextEmbeddings : Module<Tensor, Tensor>
 {
     private readonly double _dropout;
+    private readonly long _maxPositions;
 
 #pragma warning disable IDE1006
     /// <summary>(V, H).</summary>
@@ -25,6 +26,7 @@ public sealed class BlipTextEmbeddings : Module<Tensor, Tensor>
     public BlipTextEmbeddings(BlipTextConfig config) : base(nameof(BlipTextEmbeddings))
     {
         _dropout = config.HiddenDropoutProb;
+        _maxPositions = config.MaxPositionEmbeddings;
         word_embeddings = Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId);
         position_embeddings = Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         layer_norm = LayerNorm(config.HiddenSize, config.LayerNormEps);
@@ -38,14 +40,16 @@ public sealed class BlipTextEmbeddings : Module<Tensor, Tensor>
     public Tensor Forward(Tensor inputIds, long pastLength)
     {
         long t = inputIds.shape[1];
-        long maxPositions = position_embeddings.weight!.shape[0];
-        if (pastLength + t > maxPositions)
-            throw new ArgumentException($"text of {pastLength + t} tokens exceeds max_position_embeddings ({maxPositions}).");
-        using var positionIds = arange(pastLength, pastLength + t, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0); // (1, T)
+        if (pastLength + t > _maxPositions)
+            throw new ArgumentException($"text of {pastLength + t} tokens exceeds max_position_embeddings ({_maxPositions}).");
+        using var range = arange(pastLength, pastLength + t, dtype: ScalarType.Int64, device: inputIds.device); // (T)
+        using var positionIds = range.unsqueeze(0);                                                              // (1, T)
         using var words = word_embeddings.forward(inputIds);                                                                     // (B, T, H)
         using var positions = position_embeddings.forward(positionIds);                                                          // (1, T, H)
         using var sum = words + positions;
-        using var normed = layer_norm.forward(sum);
-        return nn.functional.dropout(normed, _dropout, training);
+        var normed = layer_norm.forward(sum);
+        if (!training || _dropout == 0) return normed;
+        using (normed)
+            return nn.functional.dropout(normed, _dropout, training);
     }
 }

@@ -55,7 +55,8 @@ public sealed class BlipTextSelfAttention : Module
         long b = hiddenStates.shape[0], t = hiddenStates.shape[1];
         using var q = SplitHeads(query.forward(hiddenStates));     // (B, nh, T, hd)
         using var context = nn.functional.scaled_dot_product_attention(q, keys, values, additiveMask, training ? _dropout : 0.0); // (B, nh, T, hd)
-        return context.transpose(1, 2).reshape(b, t, _numHeads * _headDim); // (B, T, H)
+        using var transposed = context.transpose(1, 2);                        // (B, T, nh, hd)
+        return transposed.reshape(b, t, _numHeads * _headDim);                // (B, T, H)
     }
 
     /// <summary>Projects encoder or text states to keys and values split into heads, (B, nh, S, hd) each.</summary>
@@ -65,8 +66,7 @@ public sealed class BlipTextSelfAttention : Module
     private Tensor SplitHeads(Tensor x)
     {
         using (x)
-        {
-            return x.view(x.shape[0], x.shape[1], _numHeads, _headDim).transpose(1, 2); // (B, nh, S, hd)
-        }
+        using (var heads = x.view(x.shape[0], x.shape[1], _numHeads, _headDim)) // (B, S, nh, hd)
+            return heads.transpose(1, 2);                                         // (B, nh, S, hd)
     }
 }

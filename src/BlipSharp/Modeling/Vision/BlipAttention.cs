@@ -35,14 +35,15 @@ public sealed class BlipAttention : Module<Tensor, Tensor>
     public override Tensor forward(Tensor hiddenStates)
     {
         long b = hiddenStates.shape[0], t = hiddenStates.shape[1];
-        using var mixed = qkv.forward(hiddenStates)
-            .reshape(b, t, 3, _numHeads, _headDim)   // (B, T, 3, nh, hd)
-            .permute(2, 0, 3, 1, 4);                  // (3, B, nh, T, hd)
+        using var projected = qkv.forward(hiddenStates);                    // (B, T, 3D)
+        using var split = projected.reshape(b, t, 3, _numHeads, _headDim);  // (B, T, 3, nh, hd)
+        using var mixed = split.permute(2, 0, 3, 1, 4);                      // (3, B, nh, T, hd)
         using var q = mixed[0];
         using var k = mixed[1];
         using var v = mixed[2];
         using var context = nn.functional.scaled_dot_product_attention(q, k, v, p: training ? _dropout : 0.0); // (B, nh, T, hd)
-        using var merged = context.transpose(1, 2).reshape(b, t, _numHeads * _headDim);                      // (B, T, D)
+        using var transposed = context.transpose(1, 2);                      // (B, T, nh, hd)
+        using var merged = transposed.reshape(b, t, _numHeads * _headDim);   // (B, T, D)
         return projection.forward(merged);
     }
 }

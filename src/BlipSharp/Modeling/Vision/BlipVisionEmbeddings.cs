@@ -47,13 +47,17 @@ public sealed class BlipVisionEmbeddings : Module<Tensor, Tensor>
         if (!interpolatePositionEncoding && (height != _config.ImageSize || width != _config.ImageSize))
             throw new ArgumentException(
                 $"pixel_values are {height}x{width} but the vision model expects {_config.ImageSize}x{_config.ImageSize}; resize the image or enable position-embedding interpolation.");
-        using var patches = patch_embedding.forward(pixelValues.to_type(patch_embedding.weight!.dtype)); // (B, D, H/p, W/p)
-        var patchEmbeds = patches.flatten(2).transpose(1, 2);                                                // (B, N, D)
-        var classEmbeds = class_embedding.expand(batch, 1, -1).to_type(patchEmbeds.dtype);                 // (B, 1, D)
-        var embeddings = cat([classEmbeds, patchEmbeds], 1);                                                 // (B, 1+N, D)
-        var positions = interpolatePositionEncoding
+        using var input = pixelValues.to_type(patch_embedding.weight!.dtype);
+        using var patches = patch_embedding.forward(input);                      // (B, D, H/p, W/p)
+        using var flat = patches.flatten(2);                                     // (B, D, N)
+        using var patchEmbeds = flat.transpose(1, 2);                            // (B, N, D)
+        using var expanded = class_embedding.expand(batch, 1, -1);               // (B, 1, D)
+        using var classEmbeds = expanded.to_type(patchEmbeds.dtype);
+        using var embeddings = cat([classEmbeds, patchEmbeds], 1);               // (B, 1+N, D)
+        using var positions = interpolatePositionEncoding
             ? PositionEmbeddings.Interpolate(position_embedding, height / _config.PatchSize, width / _config.PatchSize)
-            : position_embedding[.., ..(int)embeddings.shape[1], ..];
-        return embeddings + positions.to_type(embeddings.dtype);
+            : position_embedding[.., ..(int)embeddings.shape[1], ..];           // (1, 1+N, D)
+        using var typed = positions.to_type(embeddings.dtype);
+        return embeddings + typed;
     }
 }
