@@ -106,9 +106,12 @@ public sealed class BlipCheckpointTests : IDisposable
     [Fact]
     public void MisShapedKeyNamesBothShapes()
     {
-        string dir = CopyWithConfig(FolderOf(nameof(BlipForImageTextRetrieval)), c => c["text_config"]!["intermediate_size"] = 40);
+        string source = FolderOf(nameof(BlipForImageTextRetrieval));
+        var text = BlipConfig.FromPretrained(source).TextConfig;
+        int wrong = text.IntermediateSize + 3;
+        string dir = CopyWithConfig(source, c => c["text_config"]!["intermediate_size"] = wrong);
         var e = Assert.Throws<CheckpointFormatException>(() => BlipCheckpoint.LoadForImageTextRetrieval(dir));
-        Assert.Contains("shape mismatch: 'text_encoder.encoder.layer.0.intermediate.dense.weight' is [37, 32] in the checkpoint, the model needs [40, 32]", e.Message);
+        Assert.Contains($"shape mismatch: 'text_encoder.encoder.layer.0.intermediate.dense.weight' is [{text.IntermediateSize}, {text.HiddenSize}] in the checkpoint, the model needs [{wrong}, {text.HiddenSize}]", e.Message);
     }
 
     [Fact]
@@ -122,9 +125,11 @@ public sealed class BlipCheckpointTests : IDisposable
     [Fact]
     public void InconsistentConfigNamesTheField()
     {
-        string dir = CopyWithConfig(FolderOf(nameof(BlipForImageTextRetrieval)), c => c["vision_config"]!["num_attention_heads"] = 5);
+        string source = FolderOf(nameof(BlipForImageTextRetrieval));
+        int hidden = BlipConfig.FromPretrained(source).VisionConfig.HiddenSize;
+        string dir = CopyWithConfig(source, c => c["vision_config"]!["num_attention_heads"] = hidden + 1);
         var e = Assert.Throws<InvalidDataException>(() => BlipCheckpoint.LoadForImageTextRetrieval(dir));
-        Assert.Contains("vision_config.hidden_size (32) must be divisible by num_attention_heads (5)", e.Message);
+        Assert.Contains($"vision_config.hidden_size ({hidden}) must be divisible by num_attention_heads ({hidden + 1})", e.Message);
     }
 
     [Fact]

@@ -14,7 +14,7 @@ public sealed class ReadmeExampleTests
     public void ReadmeRetrievalExampleRuns()
     {
         string dir = Fixtures.HfModelDirs().First(d => File.ReadAllText(Path.Combine(d, "config.json")).Contains("\"BlipForImageTextRetrieval\""));
-        string photo = Path.Combine(Fixtures.HfBlipDir, "images", "cats_640x480.png");
+        string photo = Fixtures.HfImages()[0].Path;
 
         // --- as in README.md ---
         var processor = BlipProcessor.FromPretrained(dir);

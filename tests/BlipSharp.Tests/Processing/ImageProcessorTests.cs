@@ -126,8 +126,24 @@ public sealed class ImageProcessorTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void FromPretrainedReadsEveryField()
     {
-        string dir = Fixtures.HfModelDirs().First(d => d.EndsWith("-mixed-width", StringComparison.Ordinal));
-        var o = BlipImageProcessor.FromPretrained(dir).Options;
+        // Every fixture folder: the size it was written with.
+        foreach (string dir in Fixtures.HfModelDirs())
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, BlipImageProcessor.ConfigFileName)));
+            var size = json.RootElement.GetProperty("size");
+            var fixture = BlipImageProcessor.FromPretrained(dir).Options;
+            Assert.Equal((size.GetProperty("width").GetInt32(), size.GetProperty("height").GetInt32()), (fixture.Width, fixture.Height));
+        }
+
+        // A file exactly as transformers 4.40 writes it, stray _valid_processor_keys included.
+        File.WriteAllText(Path.Combine(_dir, BlipImageProcessor.ConfigFileName), """
+            {"_valid_processor_keys": ["images", "do_resize", "size"], "do_convert_rgb": true, "do_normalize": true,
+             "do_rescale": true, "do_resize": true, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+             "image_processor_type": "BlipImageProcessor", "image_std": [0.26862954, 0.26130258, 0.27577711],
+             "processor_class": "BlipProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+             "size": {"height": 48, "width": 48}}
+            """);
+        var o = BlipImageProcessor.FromPretrained(_dir).Options;
         Assert.Equal((48, 48), (o.Width, o.Height));
         Assert.Equal(ResampleFilter.Bicubic, o.Resample);
         Assert.True(o.DoResize && o.DoRescale && o.DoNormalize && o.DoConvertRgb);

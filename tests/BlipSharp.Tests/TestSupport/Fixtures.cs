@@ -33,6 +33,21 @@ public static class Fixtures
 
     public static string HfModelDir(string name) => Path.Combine(HfBlipDir, name);
 
+    /// <summary>One input image of the hf-blip fixtures, as a model folder's cases.json lists it.</summary>
+    public sealed record FixtureImage(string Path, int Width, int Height, string Mode);
+
+    /// <summary>The input images the first model folder's cases.json lists (paths resolved against the hf-blip folder).</summary>
+    public static IReadOnlyList<FixtureImage> HfImages()
+    {
+        string dir = HfModelDirs().First();
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(System.IO.Path.Combine(dir, "cases.json")));
+        var images = doc.RootElement.GetProperty("images").EnumerateArray().Select(e => new FixtureImage(
+            System.IO.Path.Combine(HfBlipDir, e.GetProperty("file").GetString()!),
+            e.GetProperty("width").GetInt32(), e.GetProperty("height").GetInt32(), e.GetProperty("mode").GetString()!)).ToList();
+        if (images.Count == 0) throw new InvalidOperationException($"{dir}/cases.json lists no images");
+        return images;
+    }
+
     private static string Resolve(string variable, string defaultName)
     {
         string? fromEnv = Environment.GetEnvironmentVariable(variable);
