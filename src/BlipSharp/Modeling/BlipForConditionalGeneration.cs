@@ -31,12 +31,16 @@ public sealed class BlipForConditionalGeneration : Module, IBlipTaskModel
         RegisterComponents();
     }
 
+    /// <summary>
+    /// Loads a Hugging Face checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> or <c>pytorch_model.bin</c>)
+    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>.
+    /// </summary>
+    public static BlipForConditionalGeneration FromPretrained(string directory, Checkpoints.BlipLoadOptions? options = null) =>
+        Checkpoints.BlipCheckpoint.LoadForConditionalGeneration(directory, options);
+
     /// <summary>Pixels (B, C, S, S) -> image states (B, 1+N, Dv).</summary>
-    public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false)
-    {
-        using var output = vision_model.Forward(pixelValues, interpolatePositionEncoding: interpolatePositionEncoding);
-        return output.LastHiddenState.alias();
-    }
+    public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false) =>
+        vision_model.Encode(pixelValues, interpolatePositionEncoding);
 
     /// <summary>Decodes <paramref name="inputIds"/> (B, T) against image states; logits (B, T, V), loss with labels.</summary>
     public CausalLMOutput Decode(Tensor imageEmbeds, Tensor inputIds, Tensor? attentionMask = null, Tensor? labels = null, double? labelSmoothing = null) =>

@@ -42,12 +42,16 @@ public sealed class BlipForImageTextRetrieval : Module, IBlipTaskModel
         RegisterComponents();
     }
 
+    /// <summary>
+    /// Loads a Hugging Face checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> or <c>pytorch_model.bin</c>)
+    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>.
+    /// </summary>
+    public static BlipForImageTextRetrieval FromPretrained(string directory, Checkpoints.BlipLoadOptions? options = null) =>
+        Checkpoints.BlipCheckpoint.LoadForImageTextRetrieval(directory, options);
+
     /// <summary>Pixels (B, C, S, S) -> image states (B, 1+N, Dv).</summary>
-    public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false)
-    {
-        using var output = vision_model.Forward(pixelValues, interpolatePositionEncoding: interpolatePositionEncoding);
-        return output.LastHiddenState.alias();
-    }
+    public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false) =>
+        vision_model.Encode(pixelValues, interpolatePositionEncoding);
 
     /// <summary>Unimodal text states (B, T, H): bidirectional, no cross-attention.</summary>
     public Tensor EncodeText(Tensor inputIds, Tensor? attentionMask = null)

@@ -34,12 +34,16 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
         RegisterComponents();
     }
 
+    /// <summary>
+    /// Loads a Hugging Face checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> or <c>pytorch_model.bin</c>)
+    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>.
+    /// </summary>
+    public static BlipForQuestionAnswering FromPretrained(string directory, Checkpoints.BlipLoadOptions? options = null) =>
+        Checkpoints.BlipCheckpoint.LoadForQuestionAnswering(directory, options);
+
     /// <summary>Pixels (B, C, S, S) -> image states (B, 1+N, Dv).</summary>
-    public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false)
-    {
-        using var output = vision_model.Forward(pixelValues, interpolatePositionEncoding: interpolatePositionEncoding);
-        return output.LastHiddenState.alias();
-    }
+    public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false) =>
+        vision_model.Encode(pixelValues, interpolatePositionEncoding);
 
     /// <summary>Image-grounded question states (B, Tq, H); the question starts with [CLS] as in transformers.</summary>
     public Tensor EncodeQuestion(Tensor imageEmbeds, Tensor inputIds, Tensor? attentionMask = null)

@@ -42,6 +42,13 @@ public sealed class BlipModel : Module, IBlipTaskModel
         RegisterComponents();
     }
 
+    /// <summary>
+    /// Loads a Hugging Face checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> or <c>pytorch_model.bin</c>)
+    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>.
+    /// </summary>
+    public static BlipModel FromPretrained(string directory, Checkpoints.BlipLoadOptions? options = null) =>
+        Checkpoints.BlipCheckpoint.LoadModel(directory, options);
+
     /// <summary>Unnormalised text features (T, P): text_projection(pooler_output).</summary>
     public Tensor GetTextFeatures(Tensor inputIds, Tensor? attentionMask = null)
     {

@@ -1,4 +1,4 @@
-using BlipSharp.Checkpoints;
+using BlipSharp.Modeling;
 using BlipSharp.Processing;
 using BlipSharp.Tests.TestSupport;
 using TorchSharp;
@@ -18,7 +18,7 @@ public sealed class ReadmeExampleTests
 
         // --- as in README.md ---
         var processor = BlipProcessor.FromPretrained(dir);
-        using var model = BlipCheckpoint.LoadForImageTextRetrieval(dir);
+        using var model = BlipForImageTextRetrieval.FromPretrained(dir);
 
         using var _ = no_grad();
         using var scope = NewDisposeScope();

@@ -34,7 +34,14 @@ public sealed class BlipVisionModel : Module<Tensor, Tensor>
     }
 
     /// <summary>Pixels (B, C, S, S) -> last hidden state (B, 1+N, D), post-LayerNormed.</summary>
-    public override Tensor forward(Tensor pixelValues) => Forward(pixelValues).LastHiddenState;
+    public override Tensor forward(Tensor pixelValues) => Encode(pixelValues);
+
+    /// <summary>Pixels (B, C, H, W) -> the image states every task reads, (B, 1+N, D), post-LayerNormed.</summary>
+    public Tensor Encode(Tensor pixelValues, bool interpolatePositionEncoding = false)
+    {
+        using var output = Forward(pixelValues, interpolatePositionEncoding: interpolatePositionEncoding);
+        return output.LastHiddenState.alias();
+    }
 
     /// <summary>Runs the encoder and returns its typed output.</summary>
     /// <param name="pixelValues">(B, C, H, W) normalised pixels.</param>
