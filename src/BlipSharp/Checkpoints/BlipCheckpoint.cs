@@ -72,9 +72,10 @@ public static class BlipCheckpoint
     }
 
     /// <summary>Reads every tensor of a checkpoint folder's weights (safetensors, sharded safetensors or torch.save).</summary>
-    public static Dictionary<string, Tensor> ReadWeights(string directory)
+    public static Dictionary<string, Tensor> ReadWeights(string directory) => ReadWeightsFile(FindWeights(directory));
+
+    private static Dictionary<string, Tensor> ReadWeightsFile(string path)
     {
-        string path = FindWeights(directory);
         if (path.EndsWith(".index.json", StringComparison.Ordinal)) return ReadShardedSafeTensors(path);
         if (path.EndsWith(".safetensors", StringComparison.Ordinal)) return SafeTensors.Load(path);
         return TorchCheckpoint.LoadStateDict(path);
@@ -91,10 +92,10 @@ public static class BlipCheckpoint
         if (options.ImageSize is { } size && size != checkpointImageSize)
             config = config with { VisionConfig = config.VisionConfig with { ImageSize = size } };
 
-        var weights = ReadWeights(directory);
+        string source = FindWeights(directory);
+        var weights = ReadWeightsFile(source);
         try
         {
-            string source = FindWeights(directory);
             ResolveTiedWeights(weights, source, options.Log);
             if (config.VisionConfig.ImageSize != checkpointImageSize)
                 ResizePositionEmbedding(weights, config.VisionConfig, source, options.Log);
