@@ -78,4 +78,31 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
         if (decoderInputIds is null && labels is null) decoderInput.Dispose();
         return new QuestionAnsweringOutput(decoded.Loss?.alias(), decoded.Logits.alias(), question, image);
     }
+
+    /// <summary>
+    /// Generates answers as transformers' <c>generate</c>: the question is encoded against the image (with its
+    /// attention mask), then the answer decoder starts from <c>[DEC]</c> and cross-attends to every question state
+    /// (transformers passes an all-ones mask here, so question padding is attended).
+    /// </summary>
+    /// <param name="pixelValues">(B, C, S, S) preprocessed images.</param>
+    /// <param name="inputIds">(B, Tq) question ids starting with <c>[CLS]</c>.</param>
+    /// <param name="attentionMask">(B, Tq) question mask, or null.</param>
+    /// <param name="options">Decoding settings; null for transformers' defaults.</param>
+    /// <param name="interpolatePositionEncoding">Interpolate the vision position embeddings to the image size.</param>
+    public Generation.GeneratedSequences Generate(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask = null,
+        Generation.GenerationOptions? options = null, bool interpolatePositionEncoding = false)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var image = EncodeImage(pixelValues, interpolatePositionEncoding);
+        var question = EncodeQuestion(image, inputIds, attentionMask);
+        return GenerateAnswer(question, options);
+    }
+
+    /// <summary>Generates answers from question states (B, Tq, H), cross-attending to all of them.</summary>
+    public Generation.GeneratedSequences GenerateAnswer(Tensor questionEmbeds, Generation.GenerationOptions? options = null)
+    {
+        using var start = full(questionEmbeds.shape[0], 1, (long)Config.TextConfig.BosTokenId, dtype: ScalarType.Int64, device: questionEmbeds.device);
+        return Generation.TextGenerator.Generate(text_decoder, questionEmbeds, encoderAttentionMask: null, start, null, options);
+    }
 }

@@ -135,6 +135,22 @@ public sealed class BlipTextLMHeadModel : Module
         return new CausalLMOutput(logits, loss, text.LastHiddenState);
     }
 
+    /// <summary>
+    /// One step of incremental decoding: feeds <paramref name="inputIds"/> (N, T) through the cached decoder and
+    /// returns the next-token logits at the last new position, (N, V). The cache grows by T.
+    /// </summary>
+    /// <param name="inputIds">(N, T) new tokens (the whole prompt at the first step, then one token per step).</param>
+    /// <param name="attentionMask">(N, P+T) 1/0 mask over past and new tokens, or null for all ones.</param>
+    /// <param name="cache">The key/value cache created for this decoder's text model.</param>
+    public Tensor DecodeNext(Tensor inputIds, Tensor? attentionMask, Generation.KeyValueCache cache)
+    {
+        using var states = bert.ForwardIncremental(inputIds, attentionMask, cache); // (N, T, H)
+        long t = states.shape[1];
+        using var last = states.narrow(1, t - 1, 1);                                // (N, 1, H)
+        using var logits = cls.forward(last);                                       // (N, 1, V)
+        return logits.squeeze(1);                                                   // (N, V)
+    }
+
     /// <summary>Next-token cross-entropy as transformers computes it: logits[:, :-1] against labels[:, 1:].</summary>
     public static Tensor LanguageModelingLoss(Tensor logits, Tensor labels, LossReduction reduction, double labelSmoothing)
     {

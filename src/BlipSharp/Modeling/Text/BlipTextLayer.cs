@@ -50,6 +50,33 @@ public sealed class BlipTextLayer : Module
             return FeedForward(attended);
     }
 
+    /// <summary>
+    /// Incremental decoding: runs the new tokens (N, T, H) against the cached past of <paramref name="cache"/>,
+    /// appending their self-attention keys and values to it; cross-attends with the cached encoder keys and values
+    /// (shared by each item's rows) when the cache has them.
+    /// </summary>
+    /// <param name="hiddenStates">(N, T, H) states of the new tokens.</param>
+    /// <param name="selfMask">Additive mask broadcastable to (N, nh, T, P+T), or null.</param>
+    /// <param name="cache">This layer's cache entry.</param>
+    /// <param name="crossMask">Additive (B, 1, 1, S) mask of the encoder states, or null.</param>
+    internal Tensor ForwardIncremental(Tensor hiddenStates, Tensor? selfMask, Generation.LayerKeyValues cache, Tensor? crossMask)
+    {
+        var selfAttention = attention.self_attention;
+        var (keys, values) = selfAttention.ProjectKeyValues(hiddenStates); // (N, nh, T, hd)
+        cache.Append(keys, values);
+        var attended = attention.ForwardCached(hiddenStates, cache.Keys!, cache.Values!, selfMask);
+        if (cache.CrossKeys is not null)
+        {
+            var crossAttention = RequireCrossAttention();
+            using var context = crossAttention.self_attention.AttendGrouped(attended, cache.CrossKeys, cache.CrossValues!, crossMask);
+            var cross = crossAttention.output.forward(context, attended);
+            attended.Dispose();
+            attended = cross;
+        }
+        using (attended)
+            return FeedForward(attended);
+    }
+
     /// <summary>The feed-forward block with its residual.</summary>
     public Tensor FeedForward(Tensor attended)
     {

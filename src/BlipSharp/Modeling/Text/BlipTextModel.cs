@@ -59,4 +59,31 @@ public sealed class BlipTextModel : Module
         }
         return new BlipTextModelOutput(last, pooled, stacked);
     }
+
+    /// <summary>
+    /// Incremental causal decoding: embeds <paramref name="inputIds"/> (N, T) at positions P..P+T-1, where P is the
+    /// number of tokens already in <paramref name="cache"/>, runs them against the cache (appending their keys and
+    /// values) and returns their states (N, T, H). The encoder states were given to the cache when it was created.
+    /// </summary>
+    /// <param name="inputIds">(N, T) the new tokens.</param>
+    /// <param name="attentionMask">(N, P+T) 1/0 mask over past and new tokens, or null for all ones.</param>
+    /// <param name="cache">The cache, advanced by T.</param>
+    public Tensor ForwardIncremental(Tensor inputIds, Tensor? attentionMask, Generation.KeyValueCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        if (cache.Layers.Count != encoder.layer.Count)
+            throw new ArgumentException($"the cache has {cache.Layers.Count} layers, the model {encoder.layer.Count}.", nameof(cache));
+        long past = cache.Length, t = inputIds.shape[1];
+        using var embedded = embeddings.Forward(inputIds, past);
+        using var selfMask = AttentionMasks.SelfAttention(attentionMask, inputIds.shape[0], t, past, isDecoder: true, embedded.dtype, embedded.device);
+        Tensor h = embedded.alias();
+        for (int i = 0; i < encoder.layer.Count; i++)
+        {
+            var next = encoder.layer[i].ForwardIncremental(h, selfMask, cache.Layers[i], cache.CrossMask);
+            h.Dispose();
+            h = next;
+        }
+        cache.Advance(t);
+        return h;
+    }
 }

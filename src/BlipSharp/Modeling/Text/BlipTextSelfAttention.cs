@@ -59,6 +59,31 @@ public sealed class BlipTextSelfAttention : Module
         return transposed.reshape(b, t, _numHeads * _headDim);                // (B, T, H)
     }
 
+    /// <summary>
+    /// Cross-attention from N = B x G rows of queries to B encoder items: <paramref name="hiddenStates"/> (N, T, H)
+    /// holds G consecutive rows (beams or samples) per item, and <paramref name="keys"/>/<paramref name="values"/>
+    /// (B, nh, S, hd) hold each item's keys and values once. The G rows of an item attend as one query sequence of
+    /// G x T tokens, which is exact because cross-attention has no mask between queries, so the image keys and values
+    /// are neither recomputed nor copied per beam. Returns (N, T, H).
+    /// </summary>
+    /// <param name="hiddenStates">(N, T, H) queries' inputs, N a multiple of B.</param>
+    /// <param name="keys">(B, nh, S, hd).</param>
+    /// <param name="values">(B, nh, S, hd).</param>
+    /// <param name="additiveMask">(B, 1, 1, S) additive mask of the encoder states, or null.</param>
+    public Tensor AttendGrouped(Tensor hiddenStates, Tensor keys, Tensor values, Tensor? additiveMask)
+    {
+        long n = hiddenStates.shape[0], t = hiddenStates.shape[1], b = keys.shape[0];
+        if (n % b != 0)
+            throw new ArgumentException($"{n} query rows cannot be grouped over {b} encoder items.", nameof(hiddenStates));
+        long g = n / b;
+        using var q = query.forward(hiddenStates);                                  // (N, T, H) = (B, G*T, H) in memory
+        using var grouped = q.view(b, g * t, _numHeads, _headDim);                  // (B, G*T, nh, hd)
+        using var heads = grouped.transpose(1, 2);                                  // (B, nh, G*T, hd)
+        using var context = nn.functional.scaled_dot_product_attention(heads, keys, values, additiveMask, training ? _dropout : 0.0); // (B, nh, G*T, hd)
+        using var transposed = context.transpose(1, 2);                             // (B, G*T, nh, hd)
+        return transposed.reshape(n, t, _numHeads * _headDim);                     // (N, T, H)
+    }
+
     /// <summary>Projects encoder or text states to keys and values split into heads, (B, nh, S, hd) each.</summary>
     public (Tensor Keys, Tensor Values) ProjectKeyValues(Tensor states) =>
         (SplitHeads(key.forward(states)), SplitHeads(value.forward(states)));
