@@ -105,4 +105,41 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
         using var start = full(questionEmbeds.shape[0], 1, (long)Config.TextConfig.BosTokenId, dtype: ScalarType.Int64, device: questionEmbeds.device);
         return Generation.TextGenerator.Generate(text_decoder, questionEmbeds, encoderAttentionMask: null, start, null, options);
     }
+
+    /// <summary>
+    /// Ranks candidate answers for each question as the original BLIP's <c>rank_answer</c>: the k candidates whose
+    /// first token is most probable after <c>[DEC]</c> are kept, then scored by the log-likelihood of their whole
+    /// sequence (end token included). Returns the kept candidates' indices (B, k) and log-likelihoods (B, k), in
+    /// first-token order; sort by the likelihood for the ranking.
+    /// </summary>
+    /// <param name="questionEmbeds">(B, Tq, H) image-grounded question states.</param>
+    /// <param name="questionMask">(B, Tq) question mask for the cross-attention, or null for all ones.</param>
+    /// <param name="answerIds">(A, La) candidate ids as the tokenizer pads them, with <c>[DEC]</c> in column 0.</param>
+    /// <param name="answerMask">(A, La) their padding mask.</param>
+    /// <param name="k">Candidates kept after the first-token filter (capped at A).</param>
+    /// <param name="labelSmoothing">Label smoothing of the sequence loss; 0 scores the true log-likelihood (the original BLIP ranks with 0.1).</param>
+    public (Tensor Indices, Tensor LogLikelihoods) RankAnswers(Tensor questionEmbeds, Tensor? questionMask, Tensor answerIds, Tensor answerMask, int k, double labelSmoothing = 0.0)
+    {
+        if (answerIds.dim() != 2 || answerIds.shape[1] < 2)
+            throw new ArgumentException($"answer ids must be (answers, length >= 2), got ({string.Join(", ", answerIds.shape)}).", nameof(answerIds));
+        if (k < 1) throw new ArgumentOutOfRangeException(nameof(k), k, "k must be at least 1.");
+        using var scope = NewDisposeScope();
+        long questions = questionEmbeds.shape[0], answers = answerIds.shape[0];
+        int kept = (int)Math.Min(k, answers);
+        var start = answerIds.narrow(0, 0, 1).narrow(1, 0, 1).expand(questions, 1);            // (B, 1): [DEC]
+        using var startOutput = text_decoder.Forward(start, null, questionEmbeds, questionMask);
+        var firstLogits = startOutput.Logits.select(1, 0);                                       // (B, V)
+        var firstTokens = answerIds.select(1, 1);                                                // (A)
+        var firstProbs = firstLogits.softmax(1).index_select(1, firstTokens);                    // (B, A)
+        var (_, topIds) = firstProbs.topk(kept, dim: 1);                                         // (B, k)
+        var flatIds = topIds.reshape(-1);                                                        // (B*k)
+        var ids = answerIds.index_select(0, flatIds);                                            // (B*k, La)
+        var mask = answerMask.index_select(0, flatIds);                                          // (B*k, La)
+        var targets = ids.masked_fill(ids.eq(Config.TextConfig.PadTokenId), -100);
+        var states = questionEmbeds.repeat_interleave(kept, 0);                                  // (B*k, Tq, H)
+        var statesMask = questionMask?.repeat_interleave(kept, 0);                               // (B*k, Tq)
+        using var output = text_decoder.Forward(ids, mask, states, statesMask, targets, LossReduction.SumPerSequence, labelSmoothing);
+        var logLikelihoods = output.Loss!.neg().view(questions, kept);                           // (B, k)
+        return (topIds.MoveToOuterDisposeScope(), logLikelihoods.MoveToOuterDisposeScope());
+    }
 }
