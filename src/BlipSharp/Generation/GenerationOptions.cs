@@ -81,9 +81,9 @@ public sealed record GenerationOptions
         if (NumBeams < 1) throw new ArgumentOutOfRangeException(nameof(NumBeams), NumBeams, "the number of beams must be at least 1.");
         if (NumReturnSequences < 1) throw new ArgumentOutOfRangeException(nameof(NumReturnSequences), NumReturnSequences, "at least one sequence must be returned.");
         if (NumBeams > 1 && NumReturnSequences > NumBeams)
-            throw new ArgumentException($"beam search returns at most num_beams ({NumBeams}) sequences per input, not {NumReturnSequences}.");
+            throw new ArgumentException($"beam search returns at most num_beams ({NumBeams}) sequences per input, not {NumReturnSequences}.", nameof(NumReturnSequences));
         if (NumBeams == 1 && !DoSample && NumReturnSequences > 1)
-            throw new ArgumentException("greedy decoding returns one sequence per input: use beam search or sampling for more.");
+            throw new ArgumentException("greedy decoding returns one sequence per input: use beam search or sampling for more.", nameof(NumReturnSequences));
         if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "top-k must not be negative.");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "top-p must be in (0, 1].");
         if (!(Temperature > 0) || double.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "temperature must be a positive number.");

@@ -1,0 +1,48 @@
+using System.CommandLine;
+using BlipSharp.Processing;
+
+namespace BlipSharp.Cli;
+
+/// <summary>The <c>blip</c> command: verbs, parsing and error reporting.</summary>
+public static class BlipCli
+{
+    /// <summary>Exit code when every input succeeded.</summary>
+    public const int Success = 0;
+
+    /// <summary>Exit code when the run finished but some inputs (unreadable images) were skipped.</summary>
+    public const int SomeInputsFailed = 1;
+
+    /// <summary>Exit code for a usage error, a missing model or a bad option value.</summary>
+    public const int UsageError = 2;
+
+    /// <summary>Runs the command line with <paramref name="args"/>, writing results to <paramref name="output"/> and messages to <paramref name="error"/>.</summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("BLIP for .NET: caption images, answer questions about them, match and embed images and texts.");
+        root.Subcommands.Add(CaptionCommand.Create(output, error));
+        root.Subcommands.Add(VqaCommand.Create(output, error));
+        root.Subcommands.Add(MatchCommand.Create(output, error));
+        root.Subcommands.Add(EmbedCommand.Create(output, error));
+        var parse = root.Parse(args);
+        var config = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        try
+        {
+            int code = await parse.InvokeAsync(config);
+            return parse.Errors.Count > 0 ? UsageError : code;
+        }
+        catch (CliException e)
+        {
+            error.WriteLine($"blip: {e.Message}");
+            return UsageError;
+        }
+        catch (Exception e) when (e is DirectoryNotFoundException or FileNotFoundException or Checkpoints.CheckpointFormatException
+                                     or InvalidDataException or ImageDecodeException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"blip: {e.Message}");
+            return UsageError;
+        }
+    }
+
+    /// <summary>Runs the command line against the console.</summary>
+    public static Task<int> RunAsync(string[] args) => RunAsync(args, Console.Out, Console.Error);
+}
