@@ -91,17 +91,23 @@ internal sealed class HubCache
         string folder = Path.GetDirectoryName(pointer)!;
         Directory.CreateDirectory(folder);
         string relative = Path.GetRelativePath(folder, blob);
-        File.Delete(pointer);
+        // Made under a temporary name and renamed over the pointer, so a reader never finds it missing.
+        string tmp = pointer + ".tmp-" + Guid.NewGuid().ToString("N");
         try
         {
-            File.CreateSymbolicLink(pointer, relative);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
-        {
-            if (File.Exists(pointer)) return; // another process linked it meanwhile
-            string tmp = pointer + ".tmp-" + Guid.NewGuid().ToString("N");
-            File.Copy(blob, tmp);
+            try
+            {
+                File.CreateSymbolicLink(tmp, relative);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+            {
+                File.Copy(blob, tmp);
+            }
             File.Move(tmp, pointer, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(tmp);
         }
     }
 
