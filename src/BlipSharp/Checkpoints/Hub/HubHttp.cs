@@ -55,7 +55,7 @@ internal sealed class HubHttp
             int status = (int)response.StatusCode;
             string? location = Header(response, "Location");
             // Follow relative redirects only (a renamed repository); an absolute one points at the file's storage.
-            if (status is >= 300 and < 400 && location is not null && !Uri.TryCreate(location, UriKind.Absolute, out _) && hop < MaxRedirects)
+            if (status is >= 300 and < 400 && location is not null && IsRelative(location) && hop < MaxRedirects)
             {
                 url = new Uri(url, location);
                 continue;
@@ -271,6 +271,13 @@ internal sealed class HubHttp
             _ => new(HubErrorKind.Network, $"{u} answered HTTP {status}.{detail}", u, status),
         };
     }
+
+    /// <summary>
+    /// A Location without scheme and host (<c>/org/name/resolve/...</c>), as urllib's empty <c>netloc</c>. Not
+    /// <see cref="Uri.TryCreate(string, UriKind, out Uri)"/>: on Unix it reads "/path" as an absolute file URI.
+    /// </summary>
+    private static bool IsRelative(string location) =>
+        !location.StartsWith("//", StringComparison.Ordinal) && !location.Contains("://", StringComparison.Ordinal);
 
     private static bool SameAuthority(Uri a, Uri b) =>
         string.Equals(a.Scheme, b.Scheme, StringComparison.OrdinalIgnoreCase) && string.Equals(a.Host, b.Host, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port;

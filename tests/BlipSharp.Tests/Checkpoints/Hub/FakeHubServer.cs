@@ -80,6 +80,18 @@ public sealed class FakeHubServer : IDisposable
 
     private int CutBytes { get; set; }
 
+    /// <summary>The next GET of <paramref name="file"/> sends <paramref name="bytes"/> body bytes, then stalls for <paramref name="stall"/> before dropping the connection.</summary>
+    public void StallAfter(string file, int bytes, TimeSpan stall)
+    {
+        CutAfter(file, bytes);
+        _stall = stall;
+    }
+
+    private TimeSpan _stall = TimeSpan.Zero;
+
+    /// <summary>An old name of the repository: its URLs answer 307 with a relative Location to the current name (a renamed repo).</summary>
+    public string? RenamedFrom { get; set; }
+
     public List<Request> Gets => Requests.Where(r => r.Method == "GET").ToList();
 
     public List<Request> Heads => Requests.Where(r => r.Method == "HEAD").ToList();
@@ -172,6 +184,12 @@ public sealed class FakeHubServer : IDisposable
         }
 
         string prefix = $"/{RepoId}/resolve/";
+        if (RenamedFrom is not null && request.Target.StartsWith($"/{RenamedFrom}/resolve/", StringComparison.Ordinal))
+        {
+            headers["Location"] = prefix + request.Target[$"/{RenamedFrom}/resolve/".Length..];
+            Send(stream, request, 307, headers, []);
+            return;
+        }
         if (!request.Target.StartsWith(prefix, StringComparison.Ordinal))
         {
             headers["X-Error-Code"] = "RepoNotFound";
@@ -263,6 +281,12 @@ public sealed class FakeHubServer : IDisposable
             int n = cut ?? body.Length;
             stream.Write(body, 0, n);
             Interlocked.Add(ref _bodyBytes, n);
+            if (cut is not null && _stall > TimeSpan.Zero)
+            {
+                stream.Flush();
+                Thread.Sleep(_stall);
+                _stall = TimeSpan.Zero;
+            }
         }
         stream.Flush();
     }
@@ -272,6 +296,7 @@ public sealed class FakeHubServer : IDisposable
         200 => "OK",
         206 => "Partial Content",
         302 => "Found",
+        307 => "Temporary Redirect",
         401 => "Unauthorized",
         404 => "Not Found",
         416 => "Range Not Satisfiable",

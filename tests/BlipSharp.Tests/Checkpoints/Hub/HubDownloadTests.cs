@@ -174,6 +174,33 @@ public sealed class HubDownloadTests : HubTestBase
     }
 
     [Fact]
+    public void StalledDownloadTimesOutAndResumes()
+    {
+        var server = Serve();
+        var file = server.Files["model.safetensors"];
+        server.StallAfter("model.safetensors", 2_000_000, TimeSpan.FromSeconds(5));
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        string dir = HubModel.Resolve(RepoId, HubFileSet.Model, Options(server) with { Timeout = TimeSpan.FromMilliseconds(500) });
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"took {watch.Elapsed}: the stall was not cut short");
+        var cdn = server.Gets.Where(r => r.OnCdn).ToList();
+        Assert.Equal(2, cdn.Count);
+        Assert.Equal("bytes=2000000-", cdn[1].Header("Range"));
+        Assert.Equal(file.Content, File.ReadAllBytes(Path.Combine(dir, "model.safetensors")));
+    }
+
+    [Fact]
+    public void RenamedRepositoryIsFollowedThroughARelativeRedirect()
+    {
+        var server = Serve();
+        server.RenamedFrom = "old-org/blip-tiny";
+        string dir = HubModel.Resolve("old-org/blip-tiny", HubFileSet.Model, Options(server));
+        Assert.Equal(Path.Combine(CacheDir, "models--old-org--blip-tiny", "snapshots", server.Commit), dir);
+        Assert.Equal(server.Files["config.json"].Content, File.ReadAllBytes(Path.Combine(dir, "config.json")));
+        Assert.Contains(server.Heads, r => r.Target == "/old-org/blip-tiny/resolve/main/config.json");
+        Assert.Contains(server.Heads, r => r.Target == $"/{RepoId}/resolve/main/config.json");
+    }
+
+    [Fact]
     public void Sha256MismatchIsDetectedAndNothingIsCached()
     {
         var server = Serve();
@@ -342,6 +369,26 @@ public sealed class HubDownloadTests : HubTestBase
         Assert.Equal(localImages.Options.ImageMean, processor.ImageProcessor.Options.ImageMean);
         var images = BlipImageProcessor.FromPretrained(RepoId, hub: Options(server) with { Offline = true });
         Assert.Equal(localImages.Options.ImageStd, images.Options.ImageStd);
+    }
+
+    [Fact]
+    public void ReadmeHubExampleRuns()
+    {
+        var server = Serve();
+        var lines = new List<string>();
+        const string id = RepoId;
+
+        // --- as in README.md (the endpoint and cache are this test's) ---
+        var hub = Options(server) with { Progress = new SyncProgress(p => lines.Add($"\r{p.FileName} {p.BytesDownloaded}/{p.TotalBytes}")) };
+        var processor = BlipProcessor.FromPretrained(id, hub);
+        using var model = BlipForConditionalGeneration.FromPretrained(id, new BlipLoadOptions { Hub = hub });
+        string folder = HubModel.Resolve(id, hub);
+        // --- end ---
+
+        Assert.Equal(Snapshot(server), folder);
+        Assert.Equal(processor.Tokenizer.VocabSize, model.Config.TextConfig.VocabSize);
+        long size = server.Files["model.safetensors"].Content.Length;
+        Assert.Contains($"\rmodel.safetensors {size}/{size}", lines);
     }
 
     private sealed class SyncProgress(Action<HubDownloadProgress> report) : IProgress<HubDownloadProgress>
