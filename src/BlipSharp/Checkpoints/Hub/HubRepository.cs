@@ -169,15 +169,17 @@ internal sealed class HubRepository
             ? "offline mode is on (HubOptions.Offline, or HF_HUB_OFFLINE=1)"
             : $"the Hub could not be asked ({cause.Message})";
         string looked = commit is null
-            ? $"{_cache.RefPath(_settings.Revision)} does not exist" + (HubNames.IsCommitHash(_settings.Revision) ? "" : $" (no download of revision '{_settings.Revision}' was cached)")
-            : $"{_cache.SnapshotFolder(commit)} (refs/{_settings.Revision} -> {commit})";
-        if (HubNames.IsCommitHash(_settings.Revision) && commit is not null) looked = _cache.SnapshotFolder(commit);
+            ? $"Looked for {_cache.RefPath(_settings.Revision)}, which does not exist (no download of revision '{_settings.Revision}' was cached)."
+            : HubNames.IsCommitHash(_settings.Revision)
+                ? $"Looked in {_cache.SnapshotFolder(commit)}."
+                : $"Looked in {_cache.SnapshotFolder(commit)} (refs/{_settings.Revision} -> {commit}).";
+        string revisionArgument = _settings.Revision == "main" ? "" : $" --revision {_settings.Revision}";
         string fix = cause is null
             ? "run once online (without HF_HUB_OFFLINE / HubOptions.Offline)"
             : "run again with a working connection";
         throw new HubException(HubErrorKind.NotCached,
             $"{why}, and the Hugging Face cache has no complete copy of '{_repoId}' at revision '{_settings.Revision}': missing {string.Join(", ", missing)}. " +
-            $"Looked in {looked}. To fix: {fix}; or fill that cache with `huggingface-cli download {_repoId}` (cache folder {_settings.CacheDirectory}); " +
+            $"{looked} To fix: {fix}; or fill that cache with `HF_HUB_CACHE={_settings.CacheDirectory} huggingface-cli download {_repoId}{revisionArgument}`; " +
             "or pass the path of a local folder that holds the files.",
             cause?.Url, cause?.StatusCode, cause);
     }

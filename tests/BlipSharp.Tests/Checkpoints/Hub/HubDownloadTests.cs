@@ -96,7 +96,7 @@ public sealed class HubDownloadTests : HubTestBase
         Assert.Equal(HubErrorKind.NotCached, e.Kind);
         Assert.Contains($"'{RepoId}'", e.Message);
         Assert.Contains("missing config.json, model.safetensors", e.Message);
-        Assert.Contains(Path.Combine(RepoFolder, "refs", "main") + " does not exist", e.Message);
+        Assert.Contains($"Looked for {Path.Combine(RepoFolder, "refs", "main")}, which does not exist", e.Message);
         Assert.Contains("HF_HUB_OFFLINE", e.Message);
         Assert.Contains($"huggingface-cli download {RepoId}", e.Message);
         Assert.Contains("local folder", e.Message);
