@@ -1,3 +1,4 @@
+using BlipSharp.Checkpoints.Hub;
 using BlipSharp.Configuration;
 using BlipSharp.Modeling;
 using BlipSharp.Modeling.Vision;
@@ -26,11 +27,19 @@ public sealed record BlipLoadOptions
 
     /// <summary>Receives one line per notable loading step (tied weights filled, position embeddings resized).</summary>
     public Action<string>? Log { get; init; }
+
+    /// <summary>
+    /// How a Hugging Face repo id given instead of a folder is downloaded and cached (endpoint, cache folder, token,
+    /// revision, offline mode, progress); null reads the environment as huggingface_hub does. See <see cref="HubModel"/>.
+    /// </summary>
+    public HubOptions? Hub { get; init; }
 }
 
 /// <summary>
 /// Loads Hugging Face BLIP checkpoint folders (<c>config.json</c> plus <c>model.safetensors</c> or
-/// <c>pytorch_model.bin</c>) into the task models, strictly.
+/// <c>pytorch_model.bin</c>) into the task models, strictly. Where a folder is expected, a Hub repo id such as
+/// <c>Salesforce/blip-image-captioning-base</c> works too: it is downloaded into the huggingface_hub cache
+/// (<see cref="HubModel"/>, <see cref="BlipLoadOptions.Hub"/>).
 /// </summary>
 public static class BlipCheckpoint
 {
@@ -41,20 +50,20 @@ public static class BlipCheckpoint
     private const string WordEmbeddingsSuffix = "bert.embeddings.word_embeddings.weight";
 
     /// <summary>Loads a captioning model.</summary>
-    public static BlipForConditionalGeneration LoadForConditionalGeneration(string directory, BlipLoadOptions? options = null) =>
-        Load(directory, c => new BlipForConditionalGeneration(c), nameof(BlipForConditionalGeneration), options);
+    public static BlipForConditionalGeneration LoadForConditionalGeneration(string pathOrRepoId, BlipLoadOptions? options = null) =>
+        Load(pathOrRepoId, c => new BlipForConditionalGeneration(c), nameof(BlipForConditionalGeneration), options);
 
     /// <summary>Loads an ITM/ITC retrieval model.</summary>
-    public static BlipForImageTextRetrieval LoadForImageTextRetrieval(string directory, BlipLoadOptions? options = null) =>
-        Load(directory, c => new BlipForImageTextRetrieval(c), nameof(BlipForImageTextRetrieval), options);
+    public static BlipForImageTextRetrieval LoadForImageTextRetrieval(string pathOrRepoId, BlipLoadOptions? options = null) =>
+        Load(pathOrRepoId, c => new BlipForImageTextRetrieval(c), nameof(BlipForImageTextRetrieval), options);
 
     /// <summary>Loads a VQA model.</summary>
-    public static BlipForQuestionAnswering LoadForQuestionAnswering(string directory, BlipLoadOptions? options = null) =>
-        Load(directory, c => new BlipForQuestionAnswering(c), nameof(BlipForQuestionAnswering), options);
+    public static BlipForQuestionAnswering LoadForQuestionAnswering(string pathOrRepoId, BlipLoadOptions? options = null) =>
+        Load(pathOrRepoId, c => new BlipForQuestionAnswering(c), nameof(BlipForQuestionAnswering), options);
 
     /// <summary>Loads the CLIP-style contrastive model.</summary>
-    public static BlipModel LoadModel(string directory, BlipLoadOptions? options = null) =>
-        Load(directory, c => new BlipModel(c), nameof(BlipModel), options);
+    public static BlipModel LoadModel(string pathOrRepoId, BlipLoadOptions? options = null) =>
+        Load(pathOrRepoId, c => new BlipModel(c), nameof(BlipModel), options);
 
     /// <summary>The weights file of a checkpoint folder: model.safetensors, else pytorch_model.bin.</summary>
     public static string FindWeights(string directory)
@@ -72,7 +81,10 @@ public static class BlipCheckpoint
     }
 
     /// <summary>Reads every tensor of a checkpoint folder's weights (safetensors, sharded safetensors or torch.save).</summary>
-    public static Dictionary<string, Tensor> ReadWeights(string directory) => ReadWeightsFile(FindWeights(directory));
+    /// <param name="pathOrRepoId">A checkpoint folder, or a Hub repo id whose weights are downloaded into the cache.</param>
+    /// <param name="hub">Hub settings for a repo id; null reads the environment.</param>
+    public static Dictionary<string, Tensor> ReadWeights(string pathOrRepoId, HubOptions? hub = null) =>
+        ReadWeightsFile(FindWeights(HubModel.ResolveForLoading(pathOrRepoId, new HubFileSet { IncludeWeights = true }, hub)));
 
     private static Dictionary<string, Tensor> ReadWeightsFile(string path)
     {
@@ -81,11 +93,15 @@ public static class BlipCheckpoint
         return TorchCheckpoint.LoadStateDict(path);
     }
 
-    /// <summary>Builds a model with <paramref name="factory"/> from the folder's config and loads its weights strictly.</summary>
-    public static T Load<T>(string directory, Func<BlipConfig, T> factory, string architecture, BlipLoadOptions? options = null)
+    /// <summary>
+    /// Builds a model with <paramref name="factory"/> from the folder's config and loads its weights strictly; a Hub
+    /// repo id is first resolved to its cache snapshot (<see cref="HubFileSet.Model"/>).
+    /// </summary>
+    public static T Load<T>(string pathOrRepoId, Func<BlipConfig, T> factory, string architecture, BlipLoadOptions? options = null)
         where T : nn.Module, IBlipTaskModel
     {
         options ??= new BlipLoadOptions();
+        string directory = HubModel.ResolveForLoading(pathOrRepoId, HubFileSet.Model, options.Hub);
         var config = BlipConfig.FromPretrained(directory);
         CheckArchitecture(config, architecture, directory);
         int checkpointImageSize = config.VisionConfig.ImageSize;

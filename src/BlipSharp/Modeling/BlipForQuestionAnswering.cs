@@ -36,10 +36,11 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> or <c>pytorch_model.bin</c>)
-    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>.
+    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>. A Hub repo id instead of a folder
+    /// is downloaded into the huggingface_hub cache (<see cref="Checkpoints.BlipLoadOptions.Hub"/>).
     /// </summary>
-    public static BlipForQuestionAnswering FromPretrained(string directory, Checkpoints.BlipLoadOptions? options = null) =>
-        Checkpoints.BlipCheckpoint.LoadForQuestionAnswering(directory, options);
+    public static BlipForQuestionAnswering FromPretrained(string pathOrRepoId, Checkpoints.BlipLoadOptions? options = null) =>
+        Checkpoints.BlipCheckpoint.LoadForQuestionAnswering(pathOrRepoId, options);
 
     /// <summary>Pixels (B, C, S, S) -> image states (B, 1+N, Dv).</summary>
     public Tensor EncodeImage(Tensor pixelValues, bool interpolatePositionEncoding = false) =>

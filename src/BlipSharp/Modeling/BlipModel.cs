@@ -44,10 +44,11 @@ public sealed class BlipModel : Module, IBlipTaskModel
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> or <c>pytorch_model.bin</c>)
-    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>.
+    /// strictly, in evaluation mode; see <see cref="Checkpoints.BlipCheckpoint"/>. A Hub repo id instead of a folder
+    /// is downloaded into the huggingface_hub cache (<see cref="Checkpoints.BlipLoadOptions.Hub"/>).
     /// </summary>
-    public static BlipModel FromPretrained(string directory, Checkpoints.BlipLoadOptions? options = null) =>
-        Checkpoints.BlipCheckpoint.LoadModel(directory, options);
+    public static BlipModel FromPretrained(string pathOrRepoId, Checkpoints.BlipLoadOptions? options = null) =>
+        Checkpoints.BlipCheckpoint.LoadModel(pathOrRepoId, options);
 
     /// <summary>Unnormalised text features (T, P): text_projection(pooler_output).</summary>
     public Tensor GetTextFeatures(Tensor inputIds, Tensor? attentionMask = null)

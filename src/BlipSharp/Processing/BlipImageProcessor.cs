@@ -57,13 +57,16 @@ public sealed class BlipImageProcessor
 
     /// <summary>
     /// Reads <c>preprocessor_config.json</c> from a Hugging Face model folder. Fields that are absent take the
-    /// Hugging Face defaults; unknown fields (such as <c>_valid_processor_keys</c>) are ignored.
+    /// Hugging Face defaults; unknown fields (such as <c>_valid_processor_keys</c>) are ignored. A Hub repo id instead
+    /// of a folder is downloaded into the huggingface_hub cache (<see cref="Checkpoints.Hub.HubModel"/>).
     /// </summary>
-    /// <param name="directory">A folder holding <c>preprocessor_config.json</c>.</param>
+    /// <param name="pathOrRepoId">A folder holding <c>preprocessor_config.json</c>, or a Hub repo id.</param>
     /// <param name="decoder">How the path, stream and byte overloads decode images; default when null.</param>
-    public static BlipImageProcessor FromPretrained(string directory, ImageDecoderOptions? decoder = null)
+    /// <param name="hub">Hub settings for a repo id; null reads the environment as huggingface_hub does.</param>
+    public static BlipImageProcessor FromPretrained(string pathOrRepoId, ImageDecoderOptions? decoder = null, Checkpoints.Hub.HubOptions? hub = null)
     {
-        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(pathOrRepoId);
+        string directory = Checkpoints.Hub.HubModel.ResolveForLoading(pathOrRepoId, Checkpoints.Hub.HubFileSet.ImageProcessor, hub);
         string path = Path.Combine(directory, ConfigFileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"no {ConfigFileName} in {directory}", path);
         JsonDocument doc;

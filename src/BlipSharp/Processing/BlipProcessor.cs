@@ -43,9 +43,17 @@ public sealed class BlipProcessor
         return new BlipProcessor(tokenizer, imageProcessor);
     }
 
-    /// <summary>Reads the tokenizer files and <c>preprocessor_config.json</c> of a checkpoint folder.</summary>
-    public static BlipProcessor FromPretrained(string directory) =>
-        new(BlipTokenizer.FromPretrained(directory), BlipImageProcessor.FromPretrained(directory));
+    /// <summary>
+    /// Reads the tokenizer files and <c>preprocessor_config.json</c> of a checkpoint folder, or of a Hub repo id
+    /// downloaded into the huggingface_hub cache (<see cref="Checkpoints.Hub.HubModel"/>).
+    /// </summary>
+    /// <param name="pathOrRepoId">A checkpoint folder, or a repo id such as <c>Salesforce/blip-image-captioning-base</c>.</param>
+    /// <param name="hub">Hub settings for a repo id; null reads the environment as huggingface_hub does.</param>
+    public static BlipProcessor FromPretrained(string pathOrRepoId, Checkpoints.Hub.HubOptions? hub = null)
+    {
+        string directory = Checkpoints.Hub.HubModel.ResolveForLoading(pathOrRepoId, Checkpoints.Hub.HubFileSet.Processor, hub);
+        return new(BlipTokenizer.FromPretrained(directory), BlipImageProcessor.FromPretrained(directory));
+    }
 
     /// <summary>
     /// Prepares images and/or texts. Texts are padded to the longest in the batch unless

@@ -127,12 +127,17 @@ public sealed class BlipTokenizer
     /// Loads the tokenizer that <c>BlipProcessor.save_pretrained</c> writes: <c>vocab.txt</c> (required),
     /// <c>tokenizer_config.json</c>, <c>added_tokens.json</c> and <c>special_tokens_map.json</c> (each optional).
     /// Fields a config leaves out take the <see cref="BlipTokenizerOptions.BertDefaults"/>.
+    /// A Hub repo id instead of a folder is downloaded into the huggingface_hub cache (<see cref="Checkpoints.Hub.HubModel"/>).
     /// </summary>
+    /// <param name="pathOrRepoId">A tokenizer folder, or a repo id such as <c>Salesforce/blip-image-captioning-base</c>.</param>
+    /// <param name="hub">Hub settings for a repo id; null reads the environment as huggingface_hub does.</param>
     /// <exception cref="DirectoryNotFoundException">The directory does not exist.</exception>
     /// <exception cref="FileNotFoundException">There is no <c>vocab.txt</c>; the message names its path.</exception>
     /// <exception cref="Checkpoints.CheckpointFormatException">A file is malformed; the message names the file and the line or field.</exception>
-    public static BlipTokenizer FromPretrained(string directory)
+    /// <exception cref="Checkpoints.Hub.HubException">A repo id could not be downloaded or found in the cache.</exception>
+    public static BlipTokenizer FromPretrained(string pathOrRepoId, Checkpoints.Hub.HubOptions? hub = null)
     {
+        string directory = Checkpoints.Hub.HubModel.ResolveForLoading(pathOrRepoId, Checkpoints.Hub.HubFileSet.Tokenizer, hub);
         var files = TokenizerFiles.Read(directory);
         try
         {
