@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using BlipSharp.Checkpoints;
+using BlipSharp.Checkpoints.Hub;
 using static TorchSharp.torch;
 
 namespace BlipSharp.Cli;
@@ -19,6 +20,7 @@ internal sealed class CommonOptions
     public Option<int?> Threads { get; } = new("--threads") { Description = "Torch intra-op threads (default: libtorch's choice, one per core)." };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images processed together.", DefaultValueFactory = _ => 8 };
     public Option<bool> Json { get; } = new("--json") { Description = "Print one JSON object per line instead of text." };
+    public Option<bool> Offline { get; } = new("--offline") { Description = "Use only the local Hugging Face cache, never the network (as HF_HUB_OFFLINE=1)." };
 
     public CommonOptions(string defaultModel)
     {
@@ -37,6 +39,7 @@ internal sealed class CommonOptions
         command.Options.Add(Threads);
         command.Options.Add(BatchSize);
         command.Options.Add(Json);
+        command.Options.Add(Offline);
     }
 
     /// <summary>Applies threads and builds the load options; throws <see cref="CliException"/> for a bad value.</summary>
@@ -58,7 +61,12 @@ internal sealed class CommonOptions
         Device device;
         try { device = new Device(result.GetValue(Device)!); }
         catch (Exception e) { throw new CliException($"--device '{result.GetValue(Device)}' is not a torch device: {e.Message}"); }
-        return new BlipLoadOptions { DType = dtype, Device = device, Log = line => error.WriteLine(line) };
+        var hub = new HubOptions
+        {
+            Offline = result.GetValue(Offline) ? true : null,
+            Progress = new DownloadProgress(error, ProgressBar.ShouldDraw(error)),
+        };
+        return new BlipLoadOptions { DType = dtype, Device = device, Hub = hub, Log = line => error.WriteLine(line) };
     }
 
     public static readonly JsonSerializerOptions JsonOptions = new()
@@ -69,6 +77,24 @@ internal sealed class CommonOptions
     };
 
     public static string ToJson(object value) => JsonSerializer.Serialize(value, JsonOptions);
+}
+
+/// <summary>Reports model downloads on the error stream: a live line on a terminal, else one line per file when it completes.</summary>
+internal sealed class DownloadProgress(TextWriter error, bool live) : IProgress<HubDownloadProgress>
+{
+    private readonly object _gate = new();
+
+    public void Report(HubDownloadProgress value)
+    {
+        bool done = value.TotalBytes > 0 && value.BytesDownloaded >= value.TotalBytes;
+        if (!live && !done) return;
+        string line = $"downloading {value.RepoId}/{value.FileName}: {value.BytesDownloaded / 1048576.0:F1}/{value.TotalBytes / 1048576.0:F1} MiB";
+        lock (_gate)
+        {
+            if (live) error.Write("\r" + line + (done ? "\n" : ""));
+            else error.WriteLine(line);
+        }
+    }
 }
 
 /// <summary>A user error: printed as one line, exit code 2, no stack trace.</summary>

@@ -55,11 +55,13 @@ internal static class PipelineModel
         return row.Take(end).ToArray();
     }
 
-    /// <summary>The model folder for a local path or a hub id.</summary>
+    /// <summary>
+    /// The model folder for a local path or a Hugging Face hub id: an id is downloaded once (config, weights,
+    /// tokenizer and preprocessor files) into the standard cache, or read from it offline.
+    /// </summary>
     public static string Resolve(string pathOrRepoId, BlipLoadOptions? options)
     {
         ArgumentException.ThrowIfNullOrEmpty(pathOrRepoId);
-        if (Directory.Exists(pathOrRepoId)) return pathOrRepoId;
-        throw new DirectoryNotFoundException($"model folder not found: {pathOrRepoId}");
+        return Checkpoints.Hub.HubModel.ResolveForLoading(pathOrRepoId, Checkpoints.Hub.HubFileSet.All, options?.Hub);
     }
 }
