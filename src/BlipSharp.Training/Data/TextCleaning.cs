@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 using BlipSharp.Processing;
 
 namespace BlipSharp.Training.Data;
@@ -7,7 +8,7 @@ namespace BlipSharp.Training.Data;
 /// <summary>
 /// BLIP's text cleaning (<c>data/utils.py</c> of salesforce/BLIP), reproduced with Python 3 string semantics.
 /// </summary>
-public static class TextCleaning
+public static partial class TextCleaning
 {
     /// <summary>BLIP's default <c>max_words</c> for <c>pre_caption</c>; its datasets pass 30.</summary>
     public const int DefaultMaxWords = 50;
@@ -53,6 +54,26 @@ public static class TextCleaning
         }
         return Truncate(sb.ToString().TrimEnd(' '), maxWords);
     }
+
+    /// <summary>
+    /// Swaps the whole words "left" and "right" (any case; the first letter's case is kept), for captions of
+    /// images that were mirrored: "a red circle on the left" becomes "a red circle on the right".
+    /// </summary>
+    /// <param name="caption">The caption.</param>
+    public static string SwapLeftRight(string caption)
+    {
+        ArgumentNullException.ThrowIfNull(caption);
+        return LeftRight().Replace(caption, m =>
+        {
+            string v = m.Value;
+            string swapped = v.Equals("left", StringComparison.OrdinalIgnoreCase) ? "right" : "left";
+            if (v.All(char.IsUpper)) return swapped.ToUpperInvariant();
+            return char.IsUpper(v[0]) ? char.ToUpperInvariant(swapped[0]) + swapped[1..] : swapped;
+        });
+    }
+
+    [GeneratedRegex(@"\b(left|right)\b", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex LeftRight();
 
     /// <summary>The character class <c>[.!\"()*#:;~]</c> of BLIP's regular expression.</summary>
     private static bool IsBlipPunctuation(char c) => c is '.' or '!' or '"' or '(' or ')' or '*' or '#' or ':' or ';' or '~';
