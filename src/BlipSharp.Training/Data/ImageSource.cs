@@ -21,7 +21,7 @@ public abstract class ImageSource
 
     /// <summary>Reads and decodes the image; any failure is an <see cref="ImageDecodeException"/> naming <see cref="Name"/>.</summary>
     /// <param name="options">Decoder options; the default when null.</param>
-    public RgbImage Decode(ImageDecoderOptions? options = null)
+    public virtual RgbImage Decode(ImageDecoderOptions? options = null)
     {
         byte[] bytes;
         try
@@ -67,6 +67,8 @@ public abstract class ImageSource
         public override string Name => path;
 
         public override byte[] ReadAllBytes() => File.ReadAllBytes(path);
+
+        public override RgbImage Decode(ImageDecoderOptions? options = null) => ImageDecoder.Decode(path, options);
     }
 
     private sealed class RangeSource(string path, string member, long offset, long length) : ImageSource
