@@ -76,7 +76,12 @@ public sealed record RandomAugmentOptions
     /// <summary>The probability each drawn op is applied (the reference's fixed 0.5).</summary>
     public double Probability { get; init; } = 0.5;
 
-    /// <summary>Reproduce the reference's AutoContrast exactly (default) or the intended stretch.</summary>
+    /// <summary>
+    /// Reproduce the reference's AutoContrast exactly (default) or the intended stretch. The reference whitens every
+    /// channel whose minimum is above 0, which recolours objects (a purple disc on a red-brown background turns
+    /// blue): with captions that name colours, such as the synthetic world's, prefer <see cref="AutoContrastVariant.Pil"/>
+    /// or leave AutoContrast out of <see cref="Ops"/>.
+    /// </summary>
     public AutoContrastVariant AutoContrast { get; init; } = AutoContrastVariant.Reference;
 
     /// <summary>Grey level for pixels uncovered by rotate, shear and translate (<c>replace_value</c>).</summary>
