@@ -1,0 +1,82 @@
+namespace BlipSharp.Training.Synthetic;
+
+/// <summary>Kinds of noisy text in the pretraining split.</summary>
+public enum NoiseKind
+{
+    /// <summary>A true caption.</summary>
+    None,
+
+    /// <summary>A caption of the scene with one attribute of one object changed (colour, shape, size or position).</summary>
+    WrongAttribute,
+
+    /// <summary>A true caption of a different image.</summary>
+    Unrelated,
+
+    /// <summary>A camera or download file name ("IMG_2931.jpg").</summary>
+    FileName,
+
+    /// <summary>Advertising spam ("buy cheap watches online now").</summary>
+    Spam,
+}
+
+/// <summary>Relative weights of the noise kinds among the noisy records.</summary>
+/// <param name="WrongAttribute">Weight of <see cref="NoiseKind.WrongAttribute"/>.</param>
+/// <param name="Unrelated">Weight of <see cref="NoiseKind.Unrelated"/>.</param>
+/// <param name="FileName">Weight of <see cref="NoiseKind.FileName"/>.</param>
+/// <param name="Spam">Weight of <see cref="NoiseKind.Spam"/>.</param>
+public sealed record NoiseMix(double WrongAttribute = 1, double Unrelated = 1, double FileName = 1, double Spam = 1);
+
+/// <summary>What <see cref="SyntheticWorld.Generate"/> writes. The defaults make about 2,900 64x64 images.</summary>
+public sealed record SyntheticWorldOptions
+{
+    /// <summary>Seeds everything; the same seed and options give byte-identical files.</summary>
+    public int Seed { get; init; }
+
+    /// <summary>Image side in pixels (at least 16).</summary>
+    public int ImageSize { get; init; } = 64;
+
+    /// <summary>Chance that an image has a second object.</summary>
+    public double TwoObjectProbability { get; init; } = 0.4;
+
+    /// <summary>Images of the noisy web-style pretraining split (one text each).</summary>
+    public int PretrainImages { get; init; } = 2000;
+
+    /// <summary>Fraction of pretraining texts that are noisy (each record draws independently).</summary>
+    public double NoiseFraction { get; init; } = 0.4;
+
+    /// <summary>How the noisy texts divide among the kinds.</summary>
+    public NoiseMix NoiseMix { get; init; } = new();
+
+    /// <summary>Images of the clean "human-annotated" split, written COCO-Karpathy-train style.</summary>
+    public int HumanImages { get; init; } = 200;
+
+    /// <summary>Records (captions) per human-annotated image.</summary>
+    public int HumanCaptionsPerImage { get; init; } = 2;
+
+    /// <summary>Images of the clean validation split (COCO-Karpathy val style); 0 writes none.</summary>
+    public int ValImages { get; init; } = 100;
+
+    /// <summary>Images of the clean test split (COCO-Karpathy test style).</summary>
+    public int TestImages { get; init; } = 200;
+
+    /// <summary>True captions per validation or test image.</summary>
+    public int EvalCaptionsPerImage { get; init; } = 5;
+
+    /// <summary>Images with VQA questions; the last <see cref="VqaTestFraction"/> of them form the VQA test set.</summary>
+    public int VqaImages { get; init; } = 200;
+
+    /// <summary>Fraction of VQA images in the test set.</summary>
+    public double VqaTestFraction { get; init; } = 0.2;
+
+    /// <summary>Questions per VQA image (fewer when the scene offers fewer).</summary>
+    public int QuestionsPerImage { get; init; } = 4;
+
+    /// <summary>How many times each answer is listed (VQA lists one answer per annotator; 3 gives full VQA accuracy to a right answer).</summary>
+    public int AnswerCopies { get; init; } = 3;
+
+    /// <summary>Also write the pretraining split as WebDataset shards (<c>.png</c> + <c>.json</c> per sample).</summary>
+    public bool WriteShards { get; init; }
+
+    /// <summary>Samples per shard.</summary>
+    public int ShardSize { get; init; } = 1000;
+}

@@ -1,0 +1,288 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using BlipSharp.Processing;
+using BlipSharp.Training.Data;
+using BlipSharp.Training.Synthetic;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace BlipSharp.Tests.Training;
+
+public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("blipsharp-synth-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static readonly SyntheticWorldOptions Small = new()
+    {
+        Seed = 17, PretrainImages = 1000, HumanImages = 60, ValImages = 20, TestImages = 60, VqaImages = 50, WriteShards = true, ShardSize = 400,
+    };
+
+    /// <summary>One object named in a caption: "large red circle ... on the left".</summary>
+    private sealed record Mention(SizeClass? Size, ColorName Color, ShapeKind Shape, Placement? Placement);
+
+    /// <summary>Reads the objects a caption names: a colour word directly followed by a shape word, an optional size word before, and the next position word after.</summary>
+    private static List<Mention> Parse(string caption)
+    {
+        var words = caption.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(w => w.Trim(',', ':', '.')).ToArray();
+        var mentions = new List<Mention>();
+        for (int i = 0; i + 1 < words.Length; i++)
+        {
+            if (!Enum.TryParse<ColorName>(words[i], ignoreCase: true, out var color) || !Enum.TryParse<ShapeKind>(words[i + 1], ignoreCase: true, out var shape)) continue;
+            SizeClass? size = null;
+            if (i > 0)
+            {
+                if (Palette.SizeWords(SizeClass.Small).Contains(words[i - 1])) size = SizeClass.Small;
+                else if (Palette.SizeWords(SizeClass.Large).Contains(words[i - 1])) size = SizeClass.Large;
+            }
+            Placement? placement = null;
+            for (int j = i + 2; j < words.Length && placement == null; j++)
+            {
+                placement = words[j] switch
+                {
+                    "left" => Placement.Left,
+                    "right" => Placement.Right,
+                    "top" => Placement.Top,
+                    "bottom" => Placement.Bottom,
+                    "center" or "middle" => Placement.Center,
+                    _ => null,
+                };
+                if (j + 1 < words.Length && Enum.TryParse<ShapeKind>(words[j + 1], true, out _) && placement == null) break;
+            }
+            mentions.Add(new Mention(size, color, shape, placement));
+        }
+        return mentions;
+    }
+
+    /// <summary>The colour found at the nominal centre of a placement in the drawn image.</summary>
+    private static ColorName ColorAt(RgbImage image, Placement placement)
+    {
+        var (fx, fy) = Palette.NominalCenter(placement);
+        var (r, g, b) = image[(int)(fx * image.Width), (int)(fy * image.Height)];
+        return Palette.Nearest(r, g, b);
+    }
+
+    private static JsonElement ReadJson(string path) => JsonDocument.Parse(File.ReadAllBytes(path)).RootElement;
+
+    private static List<(string Shape, string Color, string Size, string Position)> SceneObjects(JsonElement record) =>
+        record.GetProperty("scene").GetProperty("objects").EnumerateArray()
+            .Select(o => (o.GetProperty("shape").GetString()!, o.GetProperty("color").GetString()!, o.GetProperty("size").GetString()!, o.GetProperty("position").GetString()!))
+            .ToList();
+
+    private static bool Describes(Mention m, (string Shape, string Color, string Size, string Position) o) =>
+        Palette.Word(m.Shape) == o.Shape && Palette.Word(m.Color) == o.Color && m.Placement is { } p && Palette.Word(p) == o.Position
+        && (m.Size is not { } s || s.ToString().ToLowerInvariant() == o.Size);
+
+    [Fact]
+    public void SameSeedGivesByteIdenticalFiles()
+    {
+        var options = Small with { PretrainImages = 120, HumanImages = 10, ValImages = 5, TestImages = 10, VqaImages = 10, ShardSize = 50 };
+        string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b"), c = Path.Combine(_dir, "c");
+        SyntheticWorld.Generate(a, options);
+        SyntheticWorld.Generate(b, options);
+        SyntheticWorld.Generate(c, options with { Seed = options.Seed + 1 });
+        var filesA = Directory.GetFiles(a, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(a, f)).Order(StringComparer.Ordinal).ToList();
+        var filesB = Directory.GetFiles(b, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(b, f)).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(filesA, filesB);
+        Assert.Equal(120 + 10 + 5 + 10 + 10 + 3 + 8, filesA.Count); // images, 3 shards, 8 JSON files
+        foreach (string f in filesA)
+            Assert.True(File.ReadAllBytes(Path.Combine(a, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs between two runs with the same seed");
+        Assert.False(File.ReadAllBytes(Path.Combine(a, SyntheticWorld.PretrainFile)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(c, SyntheticWorld.PretrainFile))));
+    }
+
+    [Fact]
+    public void SplitsHaveTheRequestedSizesAndFormats()
+    {
+        var sw = Stopwatch.StartNew();
+        var summary = SyntheticWorld.Generate(_dir, Small);
+        output.WriteLine($"generated {summary.Images.Values.Sum()} images in {sw.ElapsedMilliseconds} ms");
+
+        var pretrain = BlipAnnotations.Load(Path.Combine(_dir, SyntheticWorld.PretrainFile), new AnnotationOptions { Strict = true });
+        Assert.Equal(1000, pretrain.Count);
+        Assert.All(pretrain, e => Assert.True(File.Exists(e.Image.Name)));
+
+        var human = CocoKarpathy.LoadTrain(Path.Combine(_dir, SyntheticWorld.HumanFile), options: new AnnotationOptions { Strict = true });
+        Assert.Equal(60, human.ImageCount);
+        Assert.InRange(human.Count, 60 * 2 - 3, 60 * 2); // two different captions per image (a tiny scene may offer fewer)
+
+        var test = CocoKarpathy.LoadEval(Path.Combine(_dir, SyntheticWorld.TestFile), options: new AnnotationOptions { Strict = true });
+        Assert.Equal(60, test.Count);
+        Assert.All(test, e => Assert.InRange(e.Captions.Count, 3, 5));
+        Assert.All(test, e => Assert.Equal(e.Captions.Count, e.Captions.Distinct().Count()));
+        Assert.Equal(20, CocoKarpathy.LoadEval(Path.Combine(_dir, SyntheticWorld.ValFile)).Count);
+
+        var vqaTrain = ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTrainFile)).EnumerateArray().ToList();
+        var vqaTest = ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTestFile)).EnumerateArray().ToList();
+        Assert.Equal(40 * 4, vqaTrain.Count);
+        Assert.Equal(10 * 4, vqaTest.Count);
+        Assert.Equal(summary.VqaTrainQuestions, vqaTrain.Count);
+        var answers = ReadJson(Path.Combine(_dir, SyntheticWorld.AnswerListFile)).EnumerateArray().Select(a => a.GetString()).ToHashSet();
+        var ids = new HashSet<int>();
+        foreach (var q in vqaTrain.Concat(vqaTest))
+        {
+            Assert.True(ids.Add(q.GetProperty("question_id").GetInt32()));
+            Assert.EndsWith("?", q.GetProperty("question").GetString());
+            Assert.Equal("vqa", q.GetProperty("dataset").GetString());
+            var answer = q.GetProperty("answer").EnumerateArray().Select(a => a.GetString()).ToList();
+            Assert.Equal(3, answer.Count);
+            Assert.Contains(answer[0], answers);
+            Assert.True(File.Exists(Path.Combine(_dir, q.GetProperty("image").GetString()!)));
+        }
+        Assert.Equal(4, vqaTrain.Select(q => q.GetProperty("question_type").GetString()).Distinct().Count());
+
+        var manifest = ReadJson(Path.Combine(_dir, SyntheticWorld.ManifestFile));
+        Assert.Equal(1000, manifest.GetProperty("images").GetProperty("pretrain").GetInt32());
+        Assert.Equal(summary.PretrainNoisy, 1000 - manifest.GetProperty("pretrain_noise").GetProperty("none").GetInt32());
+    }
+
+    [Fact]
+    public void TrueCaptionsNameWhatIsDrawn()
+    {
+        SyntheticWorld.Generate(_dir, Small with { PretrainImages = 300, VqaImages = 0, WriteShards = false });
+        int checkedMentions = 0;
+        var test = ReadJson(Path.Combine(_dir, SyntheticWorld.TestFile)).EnumerateArray().ToList();
+        foreach (var record in test)
+        {
+            var image = ImageDecoder.Decode(Path.Combine(_dir, record.GetProperty("image").GetString()!));
+            var objects = SceneObjects(record);
+            foreach (var caption in record.GetProperty("caption").EnumerateArray().Select(c => c.GetString()!))
+            {
+                var mentions = Parse(caption);
+                Assert.True(mentions.Count == objects.Count, $"'{caption}' names {mentions.Count} objects, the scene has {objects.Count}");
+                foreach (var m in mentions)
+                {
+                    Assert.True(m.Placement.HasValue, $"no position in '{caption}'");
+                    Assert.True(ColorAt(image, m.Placement!.Value) == m.Color, $"'{caption}': the pixel at the {m.Placement} centre is not {m.Color}");
+                    Assert.True(objects.Any(o => Describes(m, o)), $"'{caption}' does not describe the scene");
+                    checkedMentions++;
+                }
+            }
+        }
+        // The human-annotated split has no scene field: the image itself is the check.
+        foreach (var record in ReadJson(Path.Combine(_dir, SyntheticWorld.HumanFile)).EnumerateArray())
+        {
+            string caption = record.GetProperty("caption").GetString()!;
+            var image = ImageDecoder.Decode(Path.Combine(_dir, record.GetProperty("image").GetString()!));
+            foreach (var m in Parse(caption))
+            {
+                Assert.True(ColorAt(image, m.Placement!.Value) == m.Color, $"'{caption}': the pixel at the {m.Placement} centre is not {m.Color}");
+                checkedMentions++;
+            }
+        }
+        Assert.True(checkedMentions > 500);
+    }
+
+    [Fact]
+    public void RenderedFilesAreTheScenesAndCentresHoldTheObjectColour()
+    {
+        var options = Small with { PretrainImages = 0, HumanImages = 0, ValImages = 0, TestImages = 40, VqaImages = 0, WriteShards = false };
+        SyntheticWorld.Generate(_dir, options);
+        for (int i = 0; i < 40; i++)
+        {
+            var scene = SyntheticWorld.SceneFor(options, SyntheticSplit.Test, i);
+            var decoded = ImageDecoder.Decode(Path.Combine(_dir, SyntheticWorld.ImagePath(SyntheticSplit.Test, i)));
+            Assert.Equal(SceneRenderer.Render(scene).Pixels.ToArray(), decoded.Pixels.ToArray()); // lossless PNG round trip
+            foreach (var o in scene.Objects)
+            {
+                Assert.Equal(Palette.Rgb(o.Color), decoded[(int)o.X, (int)o.Y]); // solid fill at the true centre
+                Assert.True(SceneRenderer.Contains(o, o.X, o.Y));
+            }
+            Assert.Equal(64, decoded.Width);
+        }
+    }
+
+    [Fact]
+    public void NoisyTextsHaveTheRequestedFractionAndAreMarked()
+    {
+        SyntheticWorld.Generate(_dir, Small with { HumanImages = 0, ValImages = 0, TestImages = 0, VqaImages = 0, WriteShards = false });
+        var records = ReadJson(Path.Combine(_dir, SyntheticWorld.PretrainFile)).EnumerateArray().ToList();
+        var kinds = records.GroupBy(r => r.GetProperty("noise_kind").GetString()!).ToDictionary(g => g.Key, g => g.Count());
+        double noisy = records.Count(r => r.GetProperty("noisy").GetBoolean()) / (double)records.Count;
+        output.WriteLine($"noisy {noisy:F3}; " + string.Join(", ", kinds.Select(k => $"{k.Key} {k.Value}")));
+        Assert.InRange(noisy, 0.4 - 0.06, 0.4 + 0.06); // 1000 Bernoulli(0.4) draws: sd 0.015
+        Assert.Equal(records.Count - kinds["none"], records.Count(r => r.GetProperty("noisy").GetBoolean()));
+        foreach (string kind in new[] { "wrong_attribute", "unrelated", "filename", "spam" })
+            Assert.InRange(kinds.GetValueOrDefault(kind), 60, 140); // a quarter of ~400 each
+
+        var fileName = new Regex(@"^(IMG_\d{4}\.jpg|DSC\d{5}\.JPG|image \(\d+\)\.png|photo_[\d_-]+\.jpg|P\d{7}\.JPG|[0-9a-f]{8}\.jpeg)$");
+        foreach (var r in records)
+        {
+            string caption = r.GetProperty("caption").GetString()!;
+            var objects = SceneObjects(r);
+            var mentions = Parse(caption);
+            switch (r.GetProperty("noise_kind").GetString())
+            {
+                case "none":
+                    Assert.True(mentions.Count == objects.Count && mentions.All(m => objects.Any(o => Describes(m, o))), $"clean '{caption}' does not describe its scene");
+                    break;
+                case "wrong_attribute":
+                    Assert.True(mentions.Count == objects.Count, $"'{caption}'");
+                    Assert.False(mentions.All(m => objects.Any(o => Describes(m, o))), $"'{caption}' is marked wrong but describes its scene ({r.GetProperty("noise_detail").GetString()})");
+                    break;
+                case "unrelated":
+                    Assert.False(mentions.All(m => objects.Any(o => Describes(m, o))) && mentions.Count == objects.Count, $"unrelated '{caption}' describes its scene");
+                    Assert.StartsWith("pretrain_", r.GetProperty("noise_detail").GetString());
+                    break;
+                case "filename":
+                    Assert.Matches(fileName, caption);
+                    break;
+                case "spam":
+                    Assert.Empty(mentions);
+                    Assert.Matches("buy|click|deals|offer|shop|wholesale", caption);
+                    break;
+                default:
+                    Assert.Fail($"unknown noise kind in {r}");
+                    break;
+            }
+        }
+    }
+
+    [Fact]
+    public void VqaAnswersMatchTheImages()
+    {
+        var options = Small with { PretrainImages = 0, HumanImages = 0, ValImages = 0, TestImages = 0, VqaImages = 60, WriteShards = false };
+        SyntheticWorld.Generate(_dir, options);
+        var questions = ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTrainFile)).EnumerateArray()
+            .Concat(ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTestFile)).EnumerateArray()).ToList();
+        var colorOf = new Regex("^what color is the (\\w+)\\?$");
+        int checkedColors = 0;
+        foreach (var q in questions)
+        {
+            string path = q.GetProperty("image").GetString()!;
+            int index = int.Parse(Path.GetFileNameWithoutExtension(path), System.Globalization.CultureInfo.InvariantCulture);
+            var scene = SyntheticWorld.SceneFor(options, SyntheticSplit.Vqa, index);
+            string question = q.GetProperty("question").GetString()!, answer = q.GetProperty("answer")[0].GetString()!;
+            if (question.StartsWith("how many", StringComparison.Ordinal)) Assert.Equal(scene.Objects.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), answer);
+            var m = colorOf.Match(question);
+            if (m.Success && m.Groups[1].Value != "background")
+            {
+                var o = Assert.Single(scene.Objects, o => Palette.Word(o.Shape) == m.Groups[1].Value);
+                var image = ImageDecoder.Decode(Path.Combine(_dir, path));
+                var (r, g, b) = image[(int)o.X, (int)o.Y];
+                Assert.Equal(answer, Palette.Word(Palette.Nearest(r, g, b)));
+                checkedColors++;
+            }
+            if (question.StartsWith("where is the", StringComparison.Ordinal))
+                Assert.Contains(scene.Objects, o => Palette.Word(o.Placement) == answer && question.Contains(Palette.Word(o.Shape)));
+        }
+        Assert.True(checkedColors > 10);
+    }
+
+    [Fact]
+    public void ShardsHoldThePretrainingSplit()
+    {
+        SyntheticWorld.Generate(_dir, Small with { PretrainImages = 250, HumanImages = 0, ValImages = 0, TestImages = 0, VqaImages = 0, ShardSize = 100 });
+        var shards = Directory.GetFiles(Path.Combine(_dir, "shards")).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(3, shards.Count);
+        var fromShards = WebDataset.Load(shards, new WebDatasetOptions { Strict = true });
+        var fromJson = BlipAnnotations.Load(Path.Combine(_dir, SyntheticWorld.PretrainFile));
+        Assert.Equal(250, fromShards.Count);
+        Assert.Equal(fromJson.Select(e => e.Captions[0]), fromShards.Select(e => e.Captions[0]));
+        Assert.Equal(fromJson.Select(e => e.ImageId), fromShards.Select(e => e.ImageId));
+        Assert.Equal(fromJson.Select(e => e.Extra["noisy"].GetBoolean()), fromShards.Select(e => e.Extra["noisy"].GetBoolean()));
+        foreach (int i in new[] { 0, 99, 100, 249 })
+            Assert.Equal(fromJson[i].Image.Decode().Pixels.ToArray(), fromShards[i].Image.Decode().Pixels.ToArray());
+    }
+}
