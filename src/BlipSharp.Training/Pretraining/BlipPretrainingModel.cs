@@ -21,9 +21,9 @@ namespace BlipSharp.Training.Pretraining;
 /// <see cref="ImageFeatures"/>, <see cref="TextFeatures"/>, <see cref="EncodeMomentum"/>,
 /// <see cref="EncodeMultimodal"/>, <see cref="MatchingLogits"/>, <see cref="Decode"/>) plus the state updates
 /// <see cref="ClampTemperature"/>, <see cref="MomentumUpdate"/> and <see cref="DequeueAndEnqueue"/>;
-/// <see cref="PretrainingTask"/> composes them with the losses in BLIP's order. Converting the model with
-/// <c>to(dtype)</c> or <c>to(device)</c> replaces parameters module by module: call <see cref="TieWeights"/>
-/// afterwards (or create the model where it will run).
+/// <see cref="PretrainingTask"/> composes them with the losses in BLIP's order. Create the model with the device
+/// and dtype it trains at: once tied it refuses <c>to(...)</c> conversions (TorchSharp converts module by module
+/// and would dispose the shared tensors).
 /// </remarks>
 public sealed class BlipPretrainingModel : Module
 {
@@ -65,11 +65,13 @@ public sealed class BlipPretrainingModel : Module
 
     private readonly (Module Online, Module Momentum)[] _momentumPairs;
     private Dictionary<string, string>? _sharedNames;
+    private bool _tied;
 
     /// <summary>Creates a randomly initialised model: momentum encoders copied from the online ones, queues random unit columns.</summary>
     /// <param name="config">The configuration (normalised here).</param>
     /// <param name="device">Where to create the parameters and buffers (CPU when null).</param>
-    public BlipPretrainingModel(BlipPretrainingConfig config, Device? device = null) : base(nameof(BlipPretrainingModel))
+    /// <param name="dtype">Floating-point dtype of the parameters and feature queues (float32 when null).</param>
+    public BlipPretrainingModel(BlipPretrainingConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(BlipPretrainingModel))
     {
         Config = config.Normalized();
         Config.Validate();
@@ -98,14 +100,44 @@ public sealed class BlipPretrainingModel : Module
         RegisterComponents();
 
         _momentumPairs = [(vision_model, vision_model_m), (vision_proj, vision_proj_m), (text_encoder, text_encoder_m), (text_proj, text_proj_m)];
+        // Convert while nothing is shared yet: TorchSharp converts module by module and would dispose a shared tensor.
+        if (dtype is { } type && type != ScalarType.Float32) this.to(type);
+        if (device.type != DeviceType.CPU) this.to(device);
         TieWeights();
         CopyParamsToMomentum();
-        if (device.type != DeviceType.CPU)
-        {
-            this.to(device);
-            TieWeights();
-        }
     }
+
+    /// <summary>
+    /// TorchSharp's <c>to(dtype)</c> converts each module's parameters separately and disposes the originals, which
+    /// breaks (and invalidates) tensors shared between the encoder and the decoder; so once tied, the model refuses a
+    /// conversion that would change anything. Create it with the dtype and device it trains at instead.
+    /// </summary>
+    protected override Module _to(ScalarType dtype, bool non_blocking)
+    {
+        if (!_tied) return base._to(dtype, non_blocking);
+        if (temp.dtype == dtype) return this;
+        throw ConversionError($"dtype {dtype}");
+    }
+
+    /// <inheritdoc cref="_to(ScalarType, bool)"/>
+    protected override Module _to(DeviceType deviceType, int deviceIndex, bool non_blocking)
+    {
+        if (!_tied) return base._to(deviceType, deviceIndex, non_blocking);
+        if (temp.device_type == deviceType && (deviceIndex < 0 || temp.device_index == deviceIndex)) return this;
+        throw ConversionError($"device {deviceType}:{deviceIndex}");
+    }
+
+    /// <inheritdoc cref="_to(ScalarType, bool)"/>
+    protected override Module _to(Device device, ScalarType dtype, bool non_blocking)
+    {
+        if (!_tied) return base._to(device, dtype, non_blocking);
+        if (temp.dtype == dtype && temp.device_type == device.type && (device.index < 0 || temp.device_index == device.index)) return this;
+        throw ConversionError($"device {device} and dtype {dtype}");
+    }
+
+    private static InvalidOperationException ConversionError(string target) => new(
+        $"cannot convert a BlipPretrainingModel to {target} after construction: its decoder shares Parameter objects with the encoder, " +
+        "which TorchSharp's module-by-module conversion would dispose. Create the model with that device and dtype (constructor arguments).");
 
     /// <summary>The online and momentum module of each EMA pair: (ViT, ViT_m), (vision_proj, _m), (text encoder, _m), (text_proj, _m).</summary>
     public IReadOnlyList<(Module Online, Module Momentum)> MomentumPairs => _momentumPairs;
@@ -120,7 +152,7 @@ public sealed class BlipPretrainingModel : Module
     /// <summary>
     /// Makes the decoder use the encoder's Parameter objects for everything except self-attention (BLIP's
     /// <c>tie_encoder_decoder_weights(..., skip_key='/attention')</c>), and the LM head's projection use the word
-    /// embeddings. Idempotent; needed again after converting the model's dtype or device.
+    /// embeddings. Idempotent; the constructor calls it.
     /// </summary>
     public void TieWeights()
     {
@@ -142,6 +174,7 @@ public sealed class BlipPretrainingModel : Module
         var head = text_decoder.cls.predictions.decoder;
         if (!ReferenceEquals(head.get_parameter("weight"), wordEmbedding)) head.weight = wordEmbedding;
         _sharedNames = null;
+        _tied = true;
     }
 
     private static bool IsSelfAttentionPath(string name) =>

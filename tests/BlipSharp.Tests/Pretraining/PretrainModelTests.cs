@@ -201,4 +201,25 @@ public sealed class PretrainModelTests
         for (int i = 0; i < 20; i++) TrainStep();
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
+
+    [Fact]
+    public void ADoubleModelIsCreatedTiedAndATiedModelRefusesConversion()
+    {
+        manual_seed(7);
+        using var model = new BlipPretrainingModel(TinyPretraining.Config(), dtype: ScalarType.Float64);
+        Assert.Equal(ScalarType.Float64, model.text_decoder.bert.encoder.layer[0].output.dense.weight!.dtype);
+        Assert.Equal(ScalarType.Float64, model.image_queue.dtype);
+        Assert.Same(model.text_encoder.encoder.layer[0].output.dense.weight, model.text_decoder.bert.encoder.layer[0].output.dense.weight);
+        Assert.Equal(37, model.SharedParameterNames.Count);
+        using (var scope = NewDisposeScope())
+        {
+            var batch = TinyPretraining.Batch();
+            var losses = new PretrainingTask(model).Step(batch with { PixelValues = batch.PixelValues.to_type(ScalarType.Float64) }, 0.4);
+            Assert.Equal(ScalarType.Float64, losses.Total.dtype);
+        }
+        model.to(ScalarType.Float64); // nothing to change
+        var e = Assert.Throws<InvalidOperationException>(() => model.to(ScalarType.Float32));
+        Assert.Contains("constructor", e.Message);
+        Assert.True(model.text_encoder.encoder.layer[0].output.dense.weight!.isfinite().all().ToBoolean());
+    }
 }
