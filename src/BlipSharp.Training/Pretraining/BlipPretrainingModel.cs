@@ -360,15 +360,15 @@ public sealed class BlipPretrainingModel : Module
             throw new ArgumentNullException(nameof(imageIds), "this model keeps an id queue: pass the batch's image ids.");
         long ptr = queue_ptr[0].ToInt64();
         using (var imageSlot = image_queue.narrow(1, ptr, b))                          // (E, B) view
-        using (var imageT = imageFeaturesM.t())
+        using (var imageT = imageFeaturesM.t())                                       // (E, B)
             imageSlot.copy_(imageT);
-        using (var textSlot = text_queue.narrow(1, ptr, b))
-        using (var textT = textFeaturesM.t())
+        using (var textSlot = text_queue.narrow(1, ptr, b))                           // (E, B) view
+        using (var textT = textFeaturesM.t())                                         // (E, B)
             textSlot.copy_(textT);
         if (idx_queue is not null)
         {
             using var idSlot = idx_queue.narrow(1, ptr, b);                            // (1, B) view
-            using var ids = imageIds!.view(1, -1);
+            using var ids = imageIds!.view(1, -1);                                    // (1, B)
             idSlot.copy_(ids);
         }
         queue_ptr.fill_((ptr + b) % q);

@@ -93,7 +93,8 @@ public sealed class PretrainingTask
             model.image_queue, model.text_queue, model.temp, alpha, ids, model.idx_queue);
         model.DequeueAndEnqueue(momentum.ImageFeatures, momentum.TextFeatures, ids);
 
-        // ITM: [ENC] first; hard negatives drawn from the in-batch columns of the ITC similarities.
+        // ITM: [ENC] first; hard negatives drawn from the in-batch columns (B, B) of the ITC logits, i.e. online
+        // features against the momentum ones, as BLIP_Pretrain does (BLIP_Retrieval uses online against online).
         var encoderIds = ReplaceFirstToken(batch.InputIds, model.Config.EncTokenId);
         Tensor weightsT2I, weightsI2T;
         using (no_grad())
