@@ -328,9 +328,14 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
 
     private void Stability()
     {
-        var w = _workloads[0];
+        foreach (var w in _workloads) Stability(w);
+    }
+
+    private void Stability(Workload w)
+    {
         int calls = options.StabilityCalls, every = Math.Max(1, calls / 10);
         var table = new MarkdownTable("calls", "live tensors", "VmRSS MiB", "VmHWM MiB", "s per call (last interval)");
+        Console.Error.Write($"  stability ({w.Name}): {calls} calls");
         using var inference = inference_mode();
         Interleaved.Call(w.ItmEndToEnd); // first call outside the count: lazily created state, if any
         long live0 = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
@@ -340,7 +345,7 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         long live = live0;
         for (int i = 1; i <= calls; i++)
         {
-            Console.Error.Write($"\r  stability ({w.Name}): call {i}/{calls}   ");
+            Interleaved.Progress($"  stability ({w.Name}): call {i}/{calls}   ");
             interval += Interleaved.Call(w.ItmEndToEnd).Seconds;
             if (i % every != 0 && i != calls) continue;
             live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
@@ -355,7 +360,7 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
                          $"RSS {Fmt.Num(growth, "F0")} MiB from the first sample after warm-up to the last " +
                          $"({(growth <= 64 ? "flat" : "GROWING")}; glibc keeps some freed pages, so RSS plateaus rather than returning to the start).";
         _details.Add($"### Memory stability: {calls} calls of vision + ITM ({w.Name}, from pixels), one dispose scope each\n\n{table}\n{verdict}\n");
-        Memory("after stability");
+        Memory($"after stability ({w.Name})");
     }
 
     // ---------------------------------------------------------------------------------------------------

@@ -42,9 +42,10 @@ internal static class Interleaved
         using var inference = torch.inference_mode();
         for (int w = 0; w < warmup; w++)
             foreach (var c in cases) Call(c.Body);
+        Console.Error.Write($"  {label}: {rounds} rounds of {cases.Count} cases");
         for (int r = 0; r < rounds; r++)
         {
-            Console.Error.Write($"\r  {label}: round {r + 1}/{rounds}   ");
+            Progress($"  {label}: round {r + 1}/{rounds}   ");
             IEnumerable<BenchCase> order = r % 2 == 0 ? cases : cases.Reverse();
             foreach (var c in order)
             {
@@ -55,6 +56,12 @@ internal static class Interleaved
         }
         Console.Error.WriteLine();
         return results;
+    }
+
+    /// <summary>Rewrites the progress line on a terminal; silent when stderr goes to a file.</summary>
+    public static void Progress(string line)
+    {
+        if (!Console.IsErrorRedirected) Console.Error.Write("\r" + line);
     }
 
     /// <summary>Times one call of <paramref name="body"/> in its own dispose scope.</summary>

@@ -23,7 +23,7 @@ public sealed class BlipEncoder : Module<Tensor, Tensor>
 
     /// <summary>
     /// Whether bfloat16 runs on the CPU append zero tokens up to a multiple of 8 (default true). oneDNN's bfloat16
-    /// GEMM is erratic in the row count: at 577 rows (ViT-B at 384 px) it runs about 1.5x slower than at 584, so
+    /// GEMM is erratic in the row count: at 577 rows (ViT-B at 384 px) it runs 1.2-1.5x slower than at 584, so
     /// the padded encoder is faster although it computes more. Padding tokens are never attended to, and are
     /// dropped from every output; float32 (MKL, no such effect) and other devices are never padded.
     /// </summary>
