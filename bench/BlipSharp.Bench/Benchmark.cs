@@ -37,12 +37,18 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         if (_workloads.Count == 2) headers.Add($"{_workloads[1].Name} vs {_workloads[0].Name}");
         _summary = new MarkdownTable([.. headers]);
 
-        if ((options.Sections & (Sections.Gemm | Sections.Vision)) != 0) GemmAndVision();
-        if (options.Sections.HasFlag(Sections.Itm)) Itm();
-        if (options.Sections.HasFlag(Sections.Text)) Text();
+        void Section(Sections section, string name, Action run)
+        {
+            if ((options.Sections & section) == 0) return;
+            run();
+            Memory($"after {name}"); // the section's own inputs are freed by now
+        }
+        Section(Sections.Gemm | Sections.Vision, "gemm + vision", GemmAndVision);
+        Section(Sections.Itm, "itm", Itm);
+        Section(Sections.Text, "text", Text);
         if (options.Sections.HasFlag(Sections.Generation)) Generation();
-        if (options.Sections.HasFlag(Sections.Kernels)) Kernels();
-        if (options.Sections.HasFlag(Sections.Ops)) Ops();
+        Section(Sections.Kernels, "kernels", Kernels);
+        Section(Sections.Ops, "ops", Ops);
         if (options.Sections.HasFlag(Sections.Stability)) Stability();
         Print();
     }
@@ -100,7 +106,6 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         }
         Row("Minor page faults per vision call (median)", w => Fmt.Num(r[$"vision/{w}"].MedianFaults, "F0"), null);
         Row("Model weights, MiB", w => Fmt.MiB(WeightBytes(w) / 1048576.0), null);
-        Memory("after gemm + vision");
     }
 
     private static double Fraction(Samples model, double modelFlops, Samples gemm, double gemmFlops) =>
@@ -125,7 +130,6 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
             w => Fmt.Num(flops / r[$"itm-embeds/{w}"].Median / 1e9), null);
         Row("ITM end to end (pixels -> vision -> ITM)",
             w => Fmt.Sec(r[$"itm-e2e/{w}"].Median), (a, b) => Fmt.Ratio(r[$"itm-e2e/{a}"].MedianRatioTo(r[$"itm-e2e/{b}"])));
-        Memory("after itm");
     }
 
     private void Text()
@@ -137,7 +141,6 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
             w => Fmt.Num(options.TextBatch / r[$"text/{w}"].Median, "F0"),
             (a, b) => Fmt.Ratio(r[$"text/{a}"].MedianRatioTo(r[$"text/{b}"])));
         Row($"  same, GFLOP/s ({flops / 1e9:F1} GFLOP per batch)", w => Fmt.Num(flops / r[$"text/{w}"].Median / 1e9), null);
-        Memory("after text");
     }
 
     // ---------------------------------------------------------------------------------------------------
@@ -196,7 +199,6 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         Add("no_grad", "Auto under no_grad instead of inference_mode");
         Add("autograd", "Auto with autograd recording (caller forgot no_grad)");
         _details.Add("### Vision encoder variants: attention kernel, token padding, grad mode (medians, same run)\n\n" + table);
-        Memory("after kernels");
     }
 
     private static void WithSettings(BlipVisionModel vision, AttentionKernel kernel, bool padTokens, Action body)
@@ -312,7 +314,6 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         string rowsNote = string.Join(", ", Names.Select(n => $"{n} {rowsOf[n]}"));
         _details.Add($"### One vision block, op by op (batch {b}; rows per image: {rowsNote}; GFLOP/s count real rows' work only for the whole block; " +
                      $"medians of {options.Reps * 3} interleaved rounds; {v.NumHiddenLayers} blocks per encoder)\n\n" + table);
-        Memory("after ops");
     }
 
     private static void WithKernel(BlipAttention attention, AttentionKernel kernel, Action body)
