@@ -404,7 +404,8 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         Console.WriteLine($"- BLIP-base (BlipConfig defaults): ViT-B/{v.PatchSize} at {v.ImageSize} px ({v.GridSize * v.GridSize + 1} tokens), " +
                           $"text encoder {_config.TextConfig.NumHiddenLayers} x {_config.TextConfig.HiddenSize}; random weights (seed {options.Seed}); " +
                           $"inference_mode; {options.Reps} interleaved rounds after {options.Warmup} warm-up calls, medians");
-        Console.WriteLine($"- args: {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}");
+        string args = string.Join(' ', Environment.GetCommandLineArgs().Skip(1));
+        Console.WriteLine($"- args: {(args.Length == 0 ? "(none: every section, defaults)" : args)}");
         Console.WriteLine();
         Console.WriteLine(_summary);
         foreach (string d in _details) Console.WriteLine(d);
