@@ -30,11 +30,14 @@ public sealed class BlipEncoderLayer : Module<Tensor, Tensor>
     }
 
     /// <summary>(B, T, D) -> (B, T, D).</summary>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, x.shape[1]);
+
+    /// <summary>(B, T, D) -> (B, T, D), attending only to the first <paramref name="keyTokens"/> tokens (the rest are padding).</summary>
+    public Tensor Forward(Tensor x, long keyTokens)
     {
         Tensor h;
         using (var n1 = layer_norm1.forward(x))
-        using (var a = self_attn.forward(n1))
+        using (var a = self_attn.Forward(n1, keyTokens))
             h = x + a;
         using (h)
         using (var n2 = layer_norm2.forward(h))

@@ -33,6 +33,12 @@ public sealed class BlipVisionModel : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Sets how every block computes attention (default <see cref="AttentionKernel.Auto"/>).</summary>
+    public void SetAttentionKernel(AttentionKernel kernel)
+    {
+        foreach (var layer in encoder.layers) layer.self_attn.Kernel = kernel;
+    }
+
     /// <summary>Pixels (B, C, S, S) -> last hidden state (B, 1+N, D), post-LayerNormed.</summary>
     public override Tensor forward(Tensor pixelValues) => Encode(pixelValues);
 

@@ -1,0 +1,129 @@
+using System.Globalization;
+using static TorchSharp.torch;
+
+namespace BlipSharp.Bench;
+
+/// <summary>The parts of the benchmark.</summary>
+[Flags]
+internal enum Sections
+{
+    None = 0,
+    /// <summary>GEMM throughput (the yardstick).</summary>
+    Gemm = 1,
+    /// <summary>Vision encoder time and achieved GFLOP/s.</summary>
+    Vision = 2,
+    /// <summary>Image-text matching, from image states and end to end.</summary>
+    Itm = 4,
+    /// <summary>Unimodal text embeddings per second.</summary>
+    Text = 8,
+    /// <summary>Vision encoder with each attention kernel, and without inference mode.</summary>
+    Kernels = 16,
+    /// <summary>Per-op times of one vision block.</summary>
+    Ops = 32,
+    /// <summary>Live tensors and RSS over many vision + ITM calls.</summary>
+    Stability = 64,
+    /// <summary>Captioning (slot, pending BlipSharp.Generation).</summary>
+    Generation = 128,
+    All = Gemm | Vision | Itm | Text | Kernels | Ops | Stability | Generation,
+}
+
+/// <summary>Command-line options.</summary>
+internal sealed record BenchOptions
+{
+    public Sections Sections { get; init; } = Sections.All;
+    public int Reps { get; init; } = 10;
+    public int Warmup { get; init; } = 2;
+    public int Threads { get; init; } = 2;
+    public int Batch { get; init; } = 1;
+    public int ImageSize { get; init; } = 384;
+    public int TextBatch { get; init; } = 32;
+    public int TextLength { get; init; } = 35;
+    public int StabilityCalls { get; init; } = 200;
+    public int GemmSize { get; init; } = 2048;
+    public IReadOnlyList<ScalarType> DTypes { get; init; } = [ScalarType.Float32, ScalarType.BFloat16];
+    public bool TunedMalloc { get; init; }
+    public long Seed { get; init; }
+    public bool Help { get; init; }
+
+    public const string Usage = """
+        BlipSharp benchmark: BLIP-base shapes (BlipConfig defaults), random weights, float32 and bfloat16
+        measured in one run with the cases interleaved round by round, so ratios hold under background load.
+        Prints markdown to stdout, progress to stderr.
+
+        usage: dotnet run -c Release --project bench/BlipSharp.Bench -- [options]
+
+          --sections LIST      comma list of gemm, vision, itm, text, kernels, ops, stability, generation,
+                               or all (default all)
+          --reps N             timed rounds per measurement (default 10); medians are reported
+          --warmup N           untimed calls per case first (default 2)
+          --threads N          torch intra-op threads (default 2)
+          --batch N            images per vision call (default 1)
+          --image-size N       pixels per side (default 384, the BLIP-base config)
+          --text-batch N       texts per text-embedding call (default 32)
+          --text-len N         tokens per text (default 35, BLIP's retrieval max_length)
+          --stability-calls N  vision + ITM calls in the memory-stability loop (default 200)
+          --gemm-size N        side of the square GEMM yardstick (default 2048)
+          --dtypes LIST        fp32, bf16 or fp32,bf16 (default both)
+          --malloc MODE        default (glibc as is) or tuned (mallopt: keep freed memory, see RESULTS.md)
+          --seed N             weight and input seed (default 0)
+          -h, --help           this text
+        """;
+
+    public static BenchOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new BenchOptions();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string name = args[i];
+            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{name} needs a value.");
+            int Int() => int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= 0
+                ? v : throw new ArgumentException($"{name} needs a non-negative integer.");
+            o = name switch
+            {
+                "--sections" => o with { Sections = ParseSections(Value()) },
+                "--reps" => o with { Reps = Math.Max(1, Int()) },
+                "--warmup" => o with { Warmup = Int() },
+                "--threads" => o with { Threads = Math.Max(1, Int()) },
+                "--batch" => o with { Batch = Math.Max(1, Int()) },
+                "--image-size" => o with { ImageSize = Math.Max(16, Int()) },
+                "--text-batch" => o with { TextBatch = Math.Max(1, Int()) },
+                "--text-len" => o with { TextLength = Math.Max(2, Int()) },
+                "--stability-calls" => o with { StabilityCalls = Int() },
+                "--gemm-size" => o with { GemmSize = Math.Max(64, Int()) },
+                "--dtypes" => o with { DTypes = ParseDTypes(Value()) },
+                "--malloc" => o with
+                {
+                    TunedMalloc = Value() switch
+                    {
+                        "tuned" => true,
+                        "default" => false,
+                        var m => throw new ArgumentException($"--malloc: '{m}' is not default or tuned."),
+                    },
+                },
+                "--seed" => o with { Seed = Int() },
+                "-h" or "--help" => o with { Help = true },
+                _ => throw new ArgumentException($"unknown option '{name}' (see --help)."),
+            };
+        }
+        return o;
+    }
+
+    private static Sections ParseSections(string list)
+    {
+        var result = Sections.None;
+        foreach (string part in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            result |= Enum.TryParse<Sections>(part, ignoreCase: true, out var s) && s != Sections.None
+                ? s : throw new ArgumentException($"--sections: unknown section '{part}'.");
+        }
+        return result;
+    }
+
+    private static List<ScalarType> ParseDTypes(string list) =>
+        list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(d => d switch
+        {
+            "fp32" or "float32" => ScalarType.Float32,
+            "bf16" or "bfloat16" => ScalarType.BFloat16,
+            _ => throw new ArgumentException($"--dtypes: '{d}' is not fp32 or bf16."),
+        }).Distinct().ToList();
+}

@@ -1,0 +1,84 @@
+using BlipSharp.Configuration;
+using BlipSharp.Modeling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BlipSharp.Bench;
+
+/// <summary>
+/// One retrieval model (vision encoder, text encoder, ITM and ITC heads) in one dtype with random weights, and
+/// the inputs every measurement uses. Models of every dtype are built from the same seed, so they hold the same
+/// weights up to rounding. bfloat16 is the float32 model converted, exactly what <c>BlipLoadOptions.DType</c>
+/// does after loading a checkpoint.
+/// </summary>
+internal sealed class Workload : IDisposable
+{
+    public ScalarType DType { get; }
+    public string Name => DType == ScalarType.Float32 ? "fp32" : "bf16";
+    public BlipForImageTextRetrieval Model { get; }
+    public Tensor Pixels { get; }
+    /// <summary>(1, T) token ids and mask for one ITM text.</summary>
+    public Tensor ItmIds { get; }
+    public Tensor ItmMask { get; }
+    /// <summary>(B, 1+N, D) image states from this model, the input of ITM-from-embeds.</summary>
+    public Tensor ImageEmbeds { get; }
+    /// <summary>(textBatch, T) token ids and mask for text embeddings.</summary>
+    public Tensor TextIds { get; }
+    public Tensor TextMask { get; }
+
+    public Workload(BlipConfig config, ScalarType dtype, BenchOptions options)
+    {
+        DType = dtype;
+        manual_seed(options.Seed);
+        Model = new BlipForImageTextRetrieval(config);
+        if (dtype != ScalarType.Float32) Model.to(dtype);
+        Model.eval();
+
+        var generator = new Generator((ulong)options.Seed + 1);
+        var vision = config.VisionConfig;
+        Pixels = randn([options.Batch, vision.NumChannels, vision.ImageSize, vision.ImageSize], generator: generator);
+        int vocab = config.TextConfig.VocabSize;
+        ItmIds = Tokens(1, options.TextLength, vocab, generator);
+        ItmMask = ones(1, options.TextLength, dtype: ScalarType.Int64);
+        TextIds = Tokens(options.TextBatch, options.TextLength, vocab, generator);
+        TextMask = ones(options.TextBatch, options.TextLength, dtype: ScalarType.Int64);
+        using (inference_mode())
+        using (var first = Pixels[..1])
+            ImageEmbeds = Model.EncodeImage(first);
+    }
+
+    /// <summary>The vision encoder: pixels -> image states.</summary>
+    public void Vision() => Model.EncodeImage(Pixels);
+
+    /// <summary>ITM head over the image-grounded text encoder, one image x one text, image states given.</summary>
+    public void ItmFromEmbeds() => Model.ImageTextMatchingFromEmbeds(ImageEmbeds, ItmIds, ItmMask);
+
+    /// <summary>ITM from pixels: vision encoder, then the image-grounded text encoder and the head.</summary>
+    public void ItmEndToEnd()
+    {
+        using var first = Pixels[..1];
+        Model.ImageTextMatching(first, ItmIds, ItmMask);
+    }
+
+    /// <summary>Unimodal text encoder + text_proj + L2 normalisation for a batch of texts.</summary>
+    public void TextEmbeddings()
+    {
+        using var states = Model.EncodeText(TextIds, TextMask);
+        Model.TextFeatures(states);
+    }
+
+    // Word-piece ids from the ordinary vocabulary; the first token plays [CLS] / [ENC].
+    private static Tensor Tokens(int batch, int length, int vocab, Generator generator)
+    {
+        var ids = randint(1000, Math.Max(1001, vocab - 2), [batch, length], dtype: ScalarType.Int64, generator: generator);
+        ids[.., 0] = 101;
+        ids[.., ^1] = 102;
+        return ids;
+    }
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        foreach (var t in new[] { Pixels, ItmIds, ItmMask, ImageEmbeds, TextIds, TextMask }) t.Dispose();
+    }
+}
