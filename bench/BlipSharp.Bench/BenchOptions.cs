@@ -22,9 +22,11 @@ internal enum Sections
     Ops = 32,
     /// <summary>Live tensors and RSS over many vision + ITM calls.</summary>
     Stability = 64,
-    /// <summary>Captioning (slot, pending BlipSharp.Generation).</summary>
+    /// <summary>Captioning (beam 3 and greedy, 20 new tokens) against the vision encoder.</summary>
     Generation = 128,
-    All = Gemm | Vision | Itm | Text | Kernels | Ops | Stability | Generation,
+    /// <summary>bfloat16 vs float32 output deviation on the hf-blip fixture models (BLIP_FIXTURES_DIR).</summary>
+    Fixtures = 256,
+    All = Gemm | Vision | Itm | Text | Kernels | Ops | Stability | Generation | Fixtures,
 }
 
 /// <summary>Command-line options.</summary>
@@ -52,7 +54,7 @@ internal sealed record BenchOptions
 
         usage: dotnet run -c Release --project bench/BlipSharp.Bench -- [options]
 
-          --sections LIST      comma list of gemm, vision, itm, text, kernels, ops, stability, generation,
+          --sections LIST      comma list of gemm, vision, itm, text, kernels, ops, stability, generation, fixtures,
                                or all (default all)
           --reps N             timed rounds per measurement (default 10); medians are reported
           --warmup N           untimed calls per case first (default 2)

@@ -29,7 +29,7 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         foreach (var dtype in options.DTypes)
         {
             Console.Error.WriteLine($"building {dtype} model...");
-            _workloads.Add(new Workload(_config, dtype, options));
+            _workloads.Add(new Workload(_config, dtype, options, withCaptioner: options.Sections.HasFlag(Sections.Generation)));
             Memory($"{_workloads[^1].Name} model built");
         }
         var headers = new List<string> { "measurement" };
@@ -50,6 +50,7 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
         Section(Sections.Kernels, "kernels", Kernels);
         Section(Sections.Ops, "ops", Ops);
         if (options.Sections.HasFlag(Sections.Stability)) Stability();
+        if (options.Sections.HasFlag(Sections.Fixtures)) _details.Add(FixtureDeviation.Table());
         Print();
     }
 
@@ -144,16 +145,30 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
     }
 
     // ---------------------------------------------------------------------------------------------------
-    // GENERATION SLOT. Captioning is being written on another branch (namespace BlipSharp.Generation, not in
-    // this tree yet). When it lands: build a BlipForConditionalGeneration per dtype from the same config and
-    // seed, and time from pixels, batch 1, exactly 20 new tokens (no early EOS: random weights):
-    //   "Caption, beam 3, 20 new tokens"  and  "Caption, greedy, 20 new tokens"
-    // interleaved like the other sections. Until then the rows below say so.
+    // Captioning from pixels, batch 1, exactly 20 new tokens, beam 3 and greedy, interleaved with the captioning
+    // model's own vision encoder so that the caption / vision ratio compares numbers of the same rounds.
     private void Generation()
     {
-        const string pending = "pending (BlipSharp.Generation)";
-        Row("Caption, beam 3, 20 new tokens, batch 1, from pixels", _ => pending, (_, _) => "—");
-        Row("Caption, greedy, 20 new tokens, batch 1, from pixels", _ => pending, (_, _) => "—");
+        var cases = new List<BenchCase>();
+        foreach (var w in _workloads)
+        {
+            cases.Add(new($"cap-vision/{w.Name}", w.CaptionVision));
+            cases.Add(new($"beam3/{w.Name}", () => w.Caption(3)));
+            cases.Add(new($"greedy/{w.Name}", () => w.Caption(1)));
+        }
+        var r = Interleaved.Run(cases, options.Warmup, options.Reps, "generation");
+        double Ratio(string a, string b) => Samples.MedianOf(r[a].Seconds.Zip(r[b].Seconds, (x, y) => x / y).ToList());
+        Row("Caption, beam 3, 20 new tokens, batch 1, from pixels: median (min)",
+            w => $"{Fmt.Sec(r[$"beam3/{w}"].Median)} ({Fmt.Sec(r[$"beam3/{w}"].Min)})",
+            (a, b) => Fmt.Ratio(r[$"beam3/{a}"].MedianRatioTo(r[$"beam3/{b}"])));
+        Row("  beam-3 caption / vision encoder time (per-round median; goal <= 1.5)",
+            w => Fmt.Num(Ratio($"beam3/{w}", $"cap-vision/{w}"), "F2"), null);
+        Row("Caption, greedy, 20 new tokens, batch 1, from pixels: median (min)",
+            w => $"{Fmt.Sec(r[$"greedy/{w}"].Median)} ({Fmt.Sec(r[$"greedy/{w}"].Min)})",
+            (a, b) => Fmt.Ratio(r[$"greedy/{a}"].MedianRatioTo(r[$"greedy/{b}"])));
+        Row("  greedy caption / vision encoder time (per-round median)",
+            w => Fmt.Num(Ratio($"greedy/{w}", $"cap-vision/{w}"), "F2"), null);
+        Memory("after generation");
     }
 
     // ---------------------------------------------------------------------------------------------------

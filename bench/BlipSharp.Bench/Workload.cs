@@ -25,8 +25,10 @@ internal sealed class Workload : IDisposable
     /// <summary>(textBatch, T) token ids and mask for text embeddings.</summary>
     public Tensor TextIds { get; }
     public Tensor TextMask { get; }
+    /// <summary>The captioning model (same config and seed), built only when the generation section runs.</summary>
+    public BlipForConditionalGeneration? Captioner { get; }
 
-    public Workload(BlipConfig config, ScalarType dtype, BenchOptions options)
+    public Workload(BlipConfig config, ScalarType dtype, BenchOptions options, bool withCaptioner = false)
     {
         DType = dtype;
         manual_seed(options.Seed);
@@ -45,6 +47,36 @@ internal sealed class Workload : IDisposable
         using (inference_mode())
         using (var first = Pixels[..1])
             ImageEmbeds = Model.EncodeImage(first);
+        if (withCaptioner)
+        {
+            manual_seed(options.Seed);
+            Captioner = new BlipForConditionalGeneration(config);
+            if (dtype != ScalarType.Float32) Captioner.to(dtype);
+            Captioner.eval();
+        }
+    }
+
+    /// <summary>
+    /// A caption of exactly 20 new tokens from pixels (image 0): the end token is forbidden until then, so random
+    /// weights cannot stop early. <paramref name="beams"/> 1 is greedy decoding.
+    /// </summary>
+    public void Caption(int beams)
+    {
+        using var first = Pixels[..1];
+        using var result = Captioner!.Generate(first, options: new Generation.GenerationOptions
+        {
+            NumBeams = beams,
+            MaxNewTokens = 20,
+            MinLength = 21,
+        });
+        if (result.Sequences[0].Length != 21) throw new InvalidOperationException($"expected 21 tokens, got {result.Sequences[0].Length}");
+    }
+
+    /// <summary>The vision encoder of the captioning model (the yardstick for the caption/vision ratio).</summary>
+    public void CaptionVision()
+    {
+        using var first = Pixels[..1];
+        Captioner!.EncodeImage(first);
     }
 
     /// <summary>The vision encoder: pixels -> image states.</summary>
@@ -79,6 +111,7 @@ internal sealed class Workload : IDisposable
     public void Dispose()
     {
         Model.Dispose();
+        Captioner?.Dispose();
         foreach (var t in new[] { Pixels, ItmIds, ItmMask, ImageEmbeds, TextIds, TextMask }) t.Dispose();
     }
 }
