@@ -87,18 +87,23 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
 
         var model = task.Model;
         var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
-        foreach (var (name, p) in model.named_parameters()) names[p] = name;
+        foreach (var (name, p) in model.named_parameters()) names.TryAdd(p, name); // a shared (tied) parameter keeps its first name
         var groups = task.ParameterGroups();
         if (groups.Count == 0) throw new ArgumentException("the task has no parameter groups", nameof(task));
         var grouped = new List<(string Name, ParameterGroup Group)>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new Dictionary<string, ParameterGroup>(StringComparer.Ordinal);
         foreach (var g in groups)
         {
             foreach (var p in g.Parameters)
             {
                 if (!names.TryGetValue(p, out string? name))
                     throw new ArgumentException($"parameter group '{g.Name}' holds a parameter that is not in the task's model", nameof(task));
-                if (!seen.Add(name)) throw new ArgumentException($"parameter '{name}' is in more than one group", nameof(task));
+                if (seen.TryGetValue(name, out var other))
+                {
+                    if (ReferenceEquals(other, g)) continue; // listed twice in one group (a tied weight): optimize it once
+                    throw new ArgumentException($"parameter '{name}' is in groups '{other.Name}' and '{g.Name}'", nameof(task));
+                }
+                seen[name] = g;
                 grouped.Add((name, g));
             }
         }
@@ -108,6 +113,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         if (options.Precision == Precision.BFloat16)
         {
             // float32 masters first (converting the module disposes its float32 parameters), then the bfloat16 model.
+            RefuseSharedParameters(model);
             var masters = grouped.ToDictionary(x => x.Name, x => new Parameter(byName[x.Name].detach().clone().DetachFromDisposeScope(), true),
                 StringComparer.Ordinal);
             model.to(ScalarType.BFloat16);
@@ -497,6 +503,29 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
             if (master is null) p.Optimized.grad = g.to_type(ScalarType.Float32);
             else master.add_(g);
             p.Model.grad = null;
+        }
+    }
+
+    /// <summary>
+    /// TorchSharp 0.107's <c>Module.to(dtype)</c> converts a parameter shared by two submodules twice, disposing it the
+    /// first time, and then fails with "Tensor invalid"; say so before the model is half converted. (A submodule
+    /// registered twice is fine: TorchSharp visits it once.)
+    /// </summary>
+    private static void RefuseSharedParameters(nn.Module model)
+    {
+        var owners = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
+        var visited = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        foreach (var (path, module) in model.named_modules().Prepend(("", model)))
+        {
+            if (!visited.Add(module)) continue;
+            foreach (var (name, p) in module.named_parameters(recurse: false))
+            {
+                string key = path.Length == 0 ? name : path + "." + name;
+                if (owners.TryGetValue(p, out string? first))
+                    throw new TrainingException(
+                        $"train.precision bfloat16: parameters '{first}' and '{key}' are one tied tensor, which TorchSharp's Module.to(bfloat16) cannot convert; share the submodule instead of the parameter, or train in float32");
+                owners[p] = key;
+            }
         }
     }
 

@@ -269,3 +269,38 @@ internal sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<
 {
     public void Report(TrainingProgress value) => report(value);
 }
+
+/// <summary>Two linear maps sharing one weight tensor (as an LM head tied to the word embeddings).</summary>
+internal sealed class TiedTestTask : ITrainingTask<ImageTextBatch>
+{
+    private readonly TiedLinears _model;
+
+    public TiedTestTask(int imageSize) => _model = new TiedLinears(3 * imageSize * imageSize);
+
+    public nn.Module Model => _model;
+
+    public TrainingStepOutput Step(ImageTextBatch batch, StepContext context)
+    {
+        var x = batch.Pixels.to_type(context.ComputeType).flatten(1);                                   // (B, 3*S*S)
+        var prediction = (_model.a.forward(x) + _model.b.forward(x)).squeeze(-1).to_type(ScalarType.Float32); // (B)
+        return TrainingStepOutput.Of(functional.mse_loss(prediction, ones_like(prediction)));
+    }
+
+    public void Dispose() => _model.Dispose();
+
+    internal sealed class TiedLinears : nn.Module
+    {
+#pragma warning disable IDE1006
+        public Linear a;
+        public Linear b;
+#pragma warning restore IDE1006
+
+        public TiedLinears(int inputs) : base(nameof(TiedLinears))
+        {
+            a = Linear(inputs, 1);
+            b = Linear(inputs, 1);
+            b.weight = a.weight;
+            RegisterComponents();
+        }
+    }
+}

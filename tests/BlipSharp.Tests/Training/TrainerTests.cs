@@ -242,4 +242,27 @@ public sealed class TrainerTests(TrainerWorld world) : IClassFixture<TrainerWorl
 
         static bool model_is_checkpointed(ContrastiveTestTask t) => ((TinyClip)t.Model).vision.encoder.GradientCheckpointing;
     }
+
+    [Fact]
+    public void TiedWeightsTrainInFloat32AndAreRefusedClearlyInBFloat16()
+    {
+        string run = world.NewRunDir();
+        var recipe = world.Recipe(run, "train.max_steps=2");
+        var dataset = TrainingData.LoadDataset(recipe.Data);
+        using (var task = new TiedTestTask(recipe.Data.ImageSize))
+        using (var trainer = new Trainer<ImageTextBatch>(task, new ImageTextBatchSource(TrainingData.CreateLoader(dataset, recipe.Data, recipe.Seed)), TrainerOptions.FromConfig(recipe)))
+        {
+            Assert.Equal(3, trainer.Optimizer.ParamGroups.Cast<ParamGroup>().Single().Parameters.Count()); // the shared weight once, two biases
+            Assert.True(trainer.Run().Completed);
+            var linears = (TiedTestTask.TiedLinears)task.Model;
+            Assert.Same(linears.a.weight, linears.b.weight);
+        }
+        Directory.Delete(run, recursive: true);
+
+        using var bf16 = new TiedTestTask(recipe.Data.ImageSize);
+        var e = Assert.Throws<TrainingException>(() => new Trainer<ImageTextBatch>(bf16, new ImageTextBatchSource(TrainingData.CreateLoader(dataset, recipe.Data, recipe.Seed)),
+            TrainerOptions.FromConfig(recipe) with { Precision = Precision.BFloat16 }));
+        Assert.Contains("parameters 'a.weight' and 'b.weight' are one tied tensor", e.Message);
+        Assert.Equal(ScalarType.Float32, bf16.Model.parameters().First().dtype); // refused before anything was converted
+    }
 }
