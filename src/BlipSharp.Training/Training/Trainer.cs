@@ -181,6 +181,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     public TrainingResult Run(CancellationToken cancellationToken = default)
     {
         Directory.CreateDirectory(_options.OutputDirectory);
+        using var runLock = LockRunFolder();
         int leftovers = _store.DeleteLeftovers();
         if (leftovers > 0) _log($"deleted {leftovers} unfinished checkpoint folder(s) in {_store.Directory}");
         string metricsPath = Path.Combine(_options.OutputDirectory, MetricsFile);
@@ -202,6 +203,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         {
             _log($"no checkpoint in {_store.Directory}; starting from scratch");
         }
+        if (state.Step >= TotalSteps) _log($"nothing to train: the checkpoint is at step {state.Step} and the run has {TotalSteps} steps (raise train.max_steps or train.epochs)");
         int dropped = MetricsLog.TruncateAfter(metricsPath, state.Step);
         if (dropped > 0) _log($"dropped {dropped} metrics line(s) after step {state.Step} (written after the checkpoint)");
         if (_options.Config is { } config)
@@ -503,6 +505,35 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
             if (master is null) p.Optimized.grad = g.to_type(ScalarType.Float32);
             else master.add_(g);
             p.Model.grad = null;
+        }
+    }
+
+    /// <summary>
+    /// Holds <c>RUN/.lock</c> for the whole run (an exclusive open: an advisory <c>flock</c> on Unix, released by the
+    /// kernel even when the process is killed), so that two processes never train into one folder.
+    /// </summary>
+    private FileStream LockRunFolder()
+    {
+        string path = Path.Combine(_options.OutputDirectory, ".lock");
+        try
+        {
+            var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            stream.SetLength(0);
+            stream.Write(System.Text.Encoding.UTF8.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n"));
+            stream.Flush();
+            return stream;
+        }
+        catch (IOException e)
+        {
+            string owner = "";
+            try
+            {
+                owner = File.ReadAllText(path).Trim();
+            }
+            catch (IOException)
+            {
+            }
+            throw new TrainingException($"{_options.OutputDirectory} is in use by another training process{(owner.Length > 0 ? $" (pid {owner})" : "")}", e);
         }
     }
 

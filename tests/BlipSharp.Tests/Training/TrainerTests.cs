@@ -213,6 +213,13 @@ public sealed class TrainerTests(TrainerWorld world) : IClassFixture<TrainerWorl
         var more = world.Train(world.Recipe(run, "train.max_steps=4"), resume: true);
         Assert.True(more.Completed);
         Assert.Equal(4, more.Step);
+        // A folder another process trains into is refused (the lock is an exclusive open: flock on Unix).
+        using (new FileStream(Path.Combine(run, ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        {
+            var busy = Assert.Throws<TrainingException>(() => world.Train(world.Recipe(run, "train.max_steps=6"), resume: true));
+            Assert.Contains("is in use by another training process", busy.Message);
+        }
+        Assert.Equal(6, world.Train(world.Recipe(run, "train.max_steps=6"), resume: true).Step);
         Directory.Delete(run, recursive: true);
     }
 
