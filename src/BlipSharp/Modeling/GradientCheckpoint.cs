@@ -45,7 +45,11 @@ public static class GradientCheckpoint
         public nn.Module<Tensor, Tensor> Block { get; } = block;
         public bool PreserveRngState { get; } = preserveRngState;
         public int ParameterInputs { get; } = parameterInputs;
-        public Tensor? RngState { get; set; }
+        /// <summary>
+        /// The CPU generator state as bytes: a tensor would belong to whatever dispose scope is open during the
+        /// forward (a caller's scope may end before the backward runs).
+        /// </summary>
+        public byte[]? RngState { get; set; }
     }
 
     private sealed class CheckpointFunction : SingleTensorFunction<CheckpointFunction>
@@ -56,7 +60,11 @@ public static class GradientCheckpoint
         {
             var saved = (Saved)vars[0];
             var input = (Tensor)vars[1];
-            if (saved.PreserveRngState) saved.RngState = random.get_rng_state();
+            if (saved.PreserveRngState)
+            {
+                using var state = random.get_rng_state();
+                saved.RngState = state.bytes.ToArray();
+            }
             ctx.save_data("saved", saved);
             ctx.save_for_backward([input]);
             return saved.Block.forward(input); // autograd is off here (Function.apply runs forward without a graph)
@@ -69,9 +77,10 @@ public static class GradientCheckpoint
             using var input = ctx.get_saved_variables()[0];
             using var detached = input.detach().requires_grad_(input.requires_grad);
             Tensor? current = null;
-            if (saved.RngState is { } state)
+            if (saved.RngState is { } bytes)
             {
                 current = random.get_rng_state();
+                using var state = tensor(bytes, dtype: ScalarType.Byte);
                 random.set_rng_state(state);
             }
             Tensor output;

@@ -62,6 +62,35 @@ public sealed class TrainerGradientCheckpointTests
     }
 
     [Fact]
+    public void TheForwardMayRunInAScopeThatEndsBeforeTheBackward()
+    {
+        // A task may compute its loss in its own dispose scope and move only the loss out (PretrainingTask does):
+        // what the checkpoint keeps for its backward must not belong to that scope.
+        manual_seed(3);
+        using var model = new BlipVisionModel(TinyVit(0.2));
+        model.train();
+        using var pixels = randn(2, 3, 32, 32);
+        using var weights = randn(2, 17, 32);
+        var (_, plain) = LossAndGrads(model, pixels, weights);
+        model.encoder.GradientCheckpointing = true;
+        foreach (var p in model.parameters()) p.grad = null;
+        using (NewDisposeScope())
+        {
+            manual_seed(11);
+            Tensor loss;
+            using (NewDisposeScope())
+                loss = (model.Encode(pixels) * weights).sum().MoveToOuterDisposeScope();
+            loss.backward();
+        }
+        foreach (var (name, p) in model.named_parameters())
+        {
+            double diff = (plain[name] - p.grad!).abs().max().item<float>();
+            Assert.True(diff <= 1e-6 * plain[name].abs().max().item<float>(), $"{name}: max |diff| {diff:E3}");
+        }
+        foreach (var g in plain.Values) g.Dispose();
+    }
+
+    [Fact]
     public void DropoutMasksDifferWithoutTheReplayedGenerator()
     {
         // The tolerance above can fail: without replaying the generator the recomputed dropout masks differ.
