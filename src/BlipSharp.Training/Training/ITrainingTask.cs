@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using TorchSharp.Modules;
+using BlipSharp.Training.Optimization;
 using static TorchSharp.torch;
 
 namespace BlipSharp.Training.Training;
@@ -19,11 +19,12 @@ public interface ITrainingTask<in TBatch> : IDisposable
     nn.Module Model { get; }
 
     /// <summary>
-    /// The parameters the optimizer updates, in groups. The default is one group of every parameter that requires a
-    /// gradient, with the configured weight decay (BLIP's pretraining and fine-tuning do this).
+    /// The parameters AdamW updates, in groups with their weight decay. The default is BLIP's: every parameter that
+    /// requires a gradient, decayed by <paramref name="weightDecay"/> (<see cref="Optimization.WeightDecayPolicy.AllParameters"/>),
+    /// a tied tensor once.
     /// </summary>
-    IReadOnlyList<ParameterGroup> ParameterGroups() =>
-        [new ParameterGroup("all", Model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.parameter).ToArray())];
+    /// <param name="weightDecay">The recipe's <c>train.weight_decay</c>.</param>
+    IReadOnlyList<ParameterGroup> ParameterGroups(double weightDecay) => Optimization.ParameterGroups.Build(Model.named_parameters(), weightDecay);
 
     /// <summary>
     /// Computes the loss of one (micro-)batch. Called inside the step's dispose scope with autograd on and the
@@ -52,13 +53,6 @@ public interface ITrainingTask<in TBatch> : IDisposable
     {
     }
 }
-
-/// <summary>A group of parameters sharing optimizer settings.</summary>
-/// <param name="Name">Shown in logs and errors.</param>
-/// <param name="Parameters">The parameters (each in at most one group).</param>
-/// <param name="WeightDecay">AdamW's decoupled weight decay for this group; null: the configured one.</param>
-/// <param name="LearningRateScale">Multiplies the scheduled learning rate for this group.</param>
-public sealed record ParameterGroup(string Name, IReadOnlyList<Parameter> Parameters, double? WeightDecay = null, double LearningRateScale = 1.0);
 
 /// <summary>The result of <see cref="ITrainingTask{TBatch}.Step"/>.</summary>
 /// <param name="Loss">The scalar to minimise (the trainer backpropagates it).</param>

@@ -1,3 +1,5 @@
+using BlipSharp.Training.Optimization;
+
 namespace BlipSharp.Training.Training;
 
 /// <summary>Where the run is, for a learning-rate schedule. Steps are optimizer steps.</summary>
@@ -36,8 +38,9 @@ public enum LearningRateDecay
 }
 
 /// <summary>
-/// BLIP's schedules: a linear warm-up (<c>warmup_lr_schedule</c>) from <see cref="WarmupLearningRate"/> to the
-/// decayed rate over the first <see cref="WarmupSteps"/> optimizer steps, then per-epoch step decay or cosine decay.
+/// BLIP's schedules (<see cref="LearningRateSchedules"/>) as one function of the step: a linear warm-up
+/// (<c>warmup_lr_schedule</c>) from <see cref="WarmupLearningRate"/> over the first <see cref="WarmupSteps"/> optimizer
+/// steps, capped by the decayed rate, then per-epoch step decay or cosine decay.
 /// </summary>
 /// <remarks>
 /// BLIP applies its warm-up only within epoch 0 (and jumps to the epoch-1 rate if epoch 0 is shorter than the
@@ -79,15 +82,17 @@ public sealed record LearningRateSchedule : ILearningRateSchedule
         double lr = Decay switch
         {
             LearningRateDecay.Constant => LearningRate,
-            LearningRateDecay.Step => Math.Max(MinLearningRate, LearningRate * Math.Pow(DecayRate, clock.Epoch)),
-            LearningRateDecay.Cosine when PerStep =>
-                (LearningRate - MinLearningRate) * 0.5 * (1.0 + Math.Cos(Math.PI * clock.Step / Math.Max(1, clock.TotalSteps))) + MinLearningRate,
-            LearningRateDecay.Cosine =>
-                (LearningRate - MinLearningRate) * 0.5 * (1.0 + Math.Cos(Math.PI * clock.Epoch / Epochs)) + MinLearningRate,
+            LearningRateDecay.Step => LearningRateSchedules.Step(clock.Epoch, LearningRate, MinLearningRate, DecayRate),
+            LearningRateDecay.Cosine when PerStep => CosineOverSteps(clock.Step, Math.Max(1, clock.TotalSteps)),
+            LearningRateDecay.Cosine => LearningRateSchedules.Cosine(clock.Epoch, Epochs, LearningRate, MinLearningRate),
             _ => throw new InvalidOperationException($"unknown decay {Decay}"),
         };
         if (clock.Step < WarmupSteps)
-            lr = Math.Min(lr, WarmupLearningRate + (LearningRate - WarmupLearningRate) * clock.Step / WarmupSteps);
+            lr = Math.Min(lr, LearningRateSchedules.Warmup(clock.Step, WarmupSteps, WarmupLearningRate, LearningRate));
         return lr;
     }
+
+    /// <summary>BLIP's cosine formula with the step in place of the epoch.</summary>
+    private double CosineOverSteps(long step, long totalSteps) =>
+        (LearningRate - MinLearningRate) * 0.5 * (1.0 + Math.Cos(Math.PI * step / totalSteps)) + MinLearningRate;
 }

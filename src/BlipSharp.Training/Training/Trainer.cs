@@ -4,6 +4,7 @@ using System.Text.Json;
 using BlipSharp.Checkpoints;
 using BlipSharp.Modeling.Vision;
 using BlipSharp.Training.Data;
+using BlipSharp.Training.Optimization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -63,7 +64,6 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     private readonly IBatchSource<TBatch> _data;
     private readonly TrainerOptions _options;
     private readonly TrainedParameter[] _parameters;
-    private readonly (AdamW.ParamGroup Group, double Scale)[] _groups;
     private readonly AdamW _optimizer;
     private readonly CheckpointStore _store;
     private readonly Action<string> _log;
@@ -88,13 +88,12 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         var model = task.Model;
         var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
         foreach (var (name, p) in model.named_parameters()) names.TryAdd(p, name); // a shared (tied) parameter keeps its first name
-        var groups = task.ParameterGroups();
-        if (groups.Count == 0) throw new ArgumentException("the task has no parameter groups", nameof(task));
+        var groups = task.ParameterGroups(options.WeightDecay);
         var grouped = new List<(string Name, ParameterGroup Group)>();
         var seen = new Dictionary<string, ParameterGroup>(StringComparer.Ordinal);
         foreach (var g in groups)
         {
-            foreach (var p in g.Parameters)
+            foreach (var (_, p) in g.Parameters)
             {
                 if (!names.TryGetValue(p, out string? name))
                     throw new ArgumentException($"parameter group '{g.Name}' holds a parameter that is not in the task's model", nameof(task));
@@ -112,27 +111,49 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         var byName = names.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
         if (options.Precision == Precision.BFloat16)
         {
-            // float32 masters first (converting the module disposes its float32 parameters), then the bfloat16 model.
-            RefuseSharedParameters(model);
-            var masters = grouped.ToDictionary(x => x.Name, x => new Parameter(byName[x.Name].detach().clone().DetachFromDisposeScope(), true),
-                StringComparer.Ordinal);
-            model.to(ScalarType.BFloat16);
-            var converted = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
-            _parameters = grouped.Select(x => new TrainedParameter(x.Name, converted[x.Name], masters[x.Name], x.Group)).ToArray();
+            Dictionary<string, Parameter> current;
+            Dictionary<string, Parameter> masters;
+            if (grouped.All(x => byName[x.Name].dtype == ScalarType.BFloat16))
+            {
+                // The task built the model in bfloat16 (a model with tied tensors cannot be converted afterwards):
+                // the masters start from its values.
+                masters = grouped.ToDictionary(x => x.Name, x => new Parameter(byName[x.Name].detach().to_type(ScalarType.Float32).DetachFromDisposeScope(), true),
+                    StringComparer.Ordinal);
+                current = byName;
+            }
+            else
+            {
+                // float32 masters first (converting the module disposes its float32 parameters), then the bfloat16 model.
+                RefuseSharedParameters(model);
+                masters = grouped.ToDictionary(x => x.Name, x => new Parameter(byName[x.Name].detach().clone().DetachFromDisposeScope(), true),
+                    StringComparer.Ordinal);
+                model.to(ScalarType.BFloat16);
+                current = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+            }
+            _parameters = grouped.Select(x => new TrainedParameter(x.Name, current[x.Name], masters[x.Name])).ToArray();
         }
         else
         {
-            _parameters = grouped.Select(x => new TrainedParameter(x.Name, byName[x.Name], byName[x.Name], x.Group)).ToArray();
+            var notFloat32 = grouped.FirstOrDefault(x => byName[x.Name].dtype != ScalarType.Float32);
+            if (notFloat32.Name is not null)
+                throw new TrainingException($"train.precision float32, but parameter '{notFloat32.Name}' is {byName[notFloat32.Name].dtype}");
+            _parameters = grouped.Select(x => new TrainedParameter(x.Name, byName[x.Name], byName[x.Name])).ToArray();
         }
 
-        _groups = groups.Where(g => g.Parameters.Count > 0).Select(g =>
+        // AdamW over the parameters it updates (the masters under bfloat16), in the task's groups.
+        var optimized = _parameters.ToDictionary(p => p.Name, p => p.Optimized, StringComparer.Ordinal);
+        var optimizerGroups = groups
+            .Select(g => new ParameterGroup(g.Name, grouped.Where(x => ReferenceEquals(x.Group, g)).Select(x => (x.Name, optimized[x.Name])).ToArray(), g.WeightDecay))
+            .Where(g => g.Parameters.Count > 0)
+            .ToArray();
+        _optimizer = BlipOptimizer.CreateAdamW(optimizerGroups, new AdamWOptions
         {
-            var optimized = _parameters.Where(p => ReferenceEquals(p.Group, g)).Select(p => p.Optimized).ToArray();
-            var group = new AdamW.ParamGroup(optimized, options.Schedule.LearningRate(default), options.Betas.Beta1, options.Betas.Beta2, options.Eps,
-                g.WeightDecay ?? options.WeightDecay, false, false);
-            return (group, g.LearningRateScale);
-        }).ToArray();
-        _optimizer = new AdamW(_groups.Select(g => g.Group), options.Schedule.LearningRate(default), options.Betas.Beta1, options.Betas.Beta2, options.Eps, options.WeightDecay);
+            LearningRate = options.Schedule.LearningRate(default),
+            WeightDecay = options.WeightDecay,
+            Beta1 = options.Betas.Beta1,
+            Beta2 = options.Betas.Beta2,
+            Eps = options.Eps,
+        });
 
         if (options.GradientCheckpointing)
         {
@@ -421,7 +442,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     {
         using var scope = NewDisposeScope();
         ClearGradients();
-        foreach (var (group, scale) in _groups) group.LearningRate = lr * scale;
+        BlipOptimizer.SetLearningRate(_optimizer, lr);
         double lossSum = 0;
         var sums = new Dictionary<string, double>(StringComparer.Ordinal);
         int samples = 0;
@@ -588,7 +609,8 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
             if (!ReferenceEquals(p.Model, p.Optimized)) p.Optimized.Dispose();
     }
 
-    private sealed record TrainedParameter(string Name, Parameter Model, Parameter Optimized, ParameterGroup Group);
+    /// <summary>A trained parameter: the model's tensor and the one AdamW updates (the same one in float32; a float32 master under bfloat16).</summary>
+    private sealed record TrainedParameter(string Name, Parameter Model, Parameter Optimized);
 
     private sealed record StepResult(double Loss, IReadOnlyDictionary<string, double> Metrics, double? GradNorm, int Samples);
 }

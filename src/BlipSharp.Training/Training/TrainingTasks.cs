@@ -1,4 +1,5 @@
 using BlipSharp.Training.Data;
+using BlipSharp.Training.Pretraining;
 
 namespace BlipSharp.Training.Training;
 
@@ -15,20 +16,18 @@ public delegate ITrainingTask<ImageTextBatch> TrainingTaskFactory(TrainingConfig
 /// <summary>
 /// The tasks <c>blip pretrain</c> can train, by the recipe's <c>task</c> name: the extension point where the
 /// pretraining task (<c>pretrain</c>: ITC + ITM + LM) and fine-tuning tasks plug in. A built-in task is added to
-/// <see cref="BuiltIn"/>; other code (a plug-in, a test) calls <see cref="Register"/> before the run.
+/// <see cref="BuiltIn"/>; other code (a plug-in, a test) calls <see cref="Register"/> before the run (a registered
+/// name takes precedence over a built-in one).
 /// </summary>
 public static class TrainingTasks
 {
     private static readonly Dictionary<string, TrainingTaskFactory> Registered = new(StringComparer.Ordinal);
 
-    /// <summary>Task names a recipe may name but whose implementation is not in this build yet, with what to do about it.</summary>
-    private static readonly Dictionary<string, string> Planned = new(StringComparer.Ordinal)
+    /// <summary>The tasks of this library, by name: <c>pretrain</c> (<see cref="PretrainingTrainingTask"/>). Fine-tuning tasks go here.</summary>
+    public static IReadOnlyDictionary<string, TrainingTaskFactory> BuiltIn { get; } = new Dictionary<string, TrainingTaskFactory>(StringComparer.Ordinal)
     {
-        ["pretrain"] = "BLIP pretraining (ITC + ITM + LM, momentum encoders and queues) is not in this build yet: it plugs in here as TrainingTasks.BuiltIn[\"pretrain\"]",
+        [PretrainingTrainingTask.Name] = PretrainingTrainingTask.Create,
     };
-
-    /// <summary>The tasks of this library, by name.</summary>
-    public static IReadOnlyDictionary<string, TrainingTaskFactory> BuiltIn { get; } = new Dictionary<string, TrainingTaskFactory>(StringComparer.Ordinal);
 
     /// <summary>Every task name a recipe can use now: built-in and registered.</summary>
     public static IReadOnlyList<string> Names
@@ -61,7 +60,6 @@ public static class TrainingTasks
         lock (Registered) Registered.TryGetValue(config.Task, out factory);
         if (factory is null && !BuiltIn.TryGetValue(config.Task, out factory))
         {
-            if (Planned.TryGetValue(config.Task, out string? why)) throw new TrainingConfigException("task", $"'{config.Task}': {why}");
             var names = Names;
             throw new TrainingConfigException("task", $"'{config.Task}' is not a known task (available: {(names.Count == 0 ? "none" : string.Join(", ", names))})");
         }

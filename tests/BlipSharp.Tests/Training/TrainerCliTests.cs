@@ -133,7 +133,11 @@ public sealed class TrainerCliTests(TrainerWorld world) : IClassFixture<TrainerW
 
         (code, _, error) = Run("pretrain", "--config", recipe, "--set", "task=pretrain", "--out", Path.Combine(dir, "p"));
         Assert.Equal(BlipCli.UsageError, code);
-        Assert.Contains("task 'pretrain': BLIP pretraining (ITC + ITM + LM, momentum encoders and queues) is not in this build yet", error);
+        Assert.Contains("blip: model.hidden is not a known key of the pretrain task", error); // the test recipe's model section is not BLIP's
+
+        (code, _, error) = Run("pretrain", "--config", recipe, "--set", "task=nope");
+        Assert.Equal(BlipCli.UsageError, code);
+        Assert.Contains("blip: task 'nope' is not a known task (available: pretrain, test-contrastive)", error);
 
         (code, _, error) = Run("pretrain", "--config", recipe, "--set", "data.train_files=[\"missing.json\"]");
         Assert.Equal(BlipCli.UsageError, code);

@@ -124,16 +124,32 @@ public sealed class TrainerConfigTests
     }
 
     [Fact]
-    public void UnknownAndPlannedTasksAreClearErrors()
+    public void UnknownTasksAndBadPretrainSettingsAreClearErrors()
     {
-        var world = new BlipSharp.Training.Data.ImageTextDataset("none", []);
-        var context = new TrainingTaskContext(world, _ => { });
-        var planned = TrainingConfigLoader.FromJson(Minimal());
-        var e = Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(planned, context));
-        Assert.Equal("task", e.Key);
-        Assert.Contains("'pretrain'", e.Message);
-        Assert.Contains("not in this build yet", e.Message);
+        var dataset = new BlipSharp.Training.Data.ImageTextDataset("none", []);
+        var context = new TrainingTaskContext(dataset, _ => { });
         var unknown = TrainingConfigLoader.FromJson(Minimal(), ["task=nope"]);
-        Assert.Contains("'nope' is not a known task", Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(unknown, context)).Message);
+        var e = Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(unknown, context));
+        Assert.Equal("task", e.Key);
+        Assert.Contains("'nope' is not a known task (available: ", e.Message);
+        Assert.Contains("pretrain", TrainingTasks.Names);
+
+        var tiny = ConfigPath("pretrain-tiny.json");
+        (string Set, string Message)[] cases =
+        [
+            ("model.hidden=3", "model.hidden is not a known key of the pretrain task"),
+            ("model.tokenizer=null", "model.tokenizer must name the tokenizer"),
+            ("model.alpha=2", "model.alpha must be within 0..1 (got 2)"),
+            ("model.queue_size=250", "model.queue_size (250) must be a multiple of data.batch_size (16), as BLIP asserts"),
+            ("data.image_size=32", "model.vision_config.image_size (64) must equal data.image_size (32)"),
+            ("model.embed_dim=0", "model: embed_dim must be positive, got 0."),
+            ("model.max_text_length=100", "model.max_text_length (100) exceeds text_config.max_position_embeddings (64)"),
+        ];
+        foreach (var (set, message) in cases)
+        {
+            var recipe = TrainingConfigLoader.Load(tiny, [set]);
+            var error = Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(recipe, context));
+            Assert.StartsWith(message, error.Message);
+        }
     }
 }
