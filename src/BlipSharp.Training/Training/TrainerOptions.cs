@@ -17,7 +17,7 @@ public sealed record TrainerOptions
     /// <summary>Stop after this many optimizer steps in all; null: after <see cref="Epochs"/>.</summary>
     public long? MaxSteps { get; init; }
 
-    /// <summary>AdamW's weight decay for groups that do not set their own.</summary>
+    /// <summary>AdamW's weight decay, handed to the task's <see cref="ITrainingTask{TBatch}.ParameterGroups"/> (BLIP: 0.05 on every parameter).</summary>
     public double WeightDecay { get; init; } = 0.05;
 
     /// <summary>AdamW's betas.</summary>
