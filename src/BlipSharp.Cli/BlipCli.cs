@@ -18,13 +18,17 @@ public static class BlipCli
     /// <summary>Runs the command line with <paramref name="args"/>, writing results to <paramref name="output"/> and messages to <paramref name="error"/>.</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
     {
-        var root = new RootCommand("BLIP for .NET: caption images, answer questions about them, match and embed images and texts.");
+        var root = new RootCommand("BLIP for .NET: caption images, answer questions about them, match and embed images and texts; make training data and train.");
         root.Subcommands.Add(CaptionCommand.Create(output, error));
         root.Subcommands.Add(VqaCommand.Create(output, error));
         root.Subcommands.Add(MatchCommand.Create(output, error));
         root.Subcommands.Add(EmbedCommand.Create(output, error));
+        root.Subcommands.Add(SynthCommand.Create(output, error));
+        root.Subcommands.Add(PretrainCommand.Create(output, error));
         var parse = root.Parse(args);
-        var config = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        // ProcessTerminationTimeout null: `pretrain` handles Ctrl+C and SIGTERM itself (it finishes the step and writes a
+        // checkpoint, which can take longer than any fixed timeout); the other verbs simply end.
+        var config = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
         try
         {
             int code = await parse.InvokeAsync(config);

@@ -29,6 +29,29 @@ public sealed class BlipEncoder : Module<Tensor, Tensor>
     /// </summary>
     public bool PadTokens { get; set; } = true;
 
+    /// <summary>
+    /// Recompute the blocks' activations in backward instead of keeping them (<see cref="GradientCheckpoint"/>),
+    /// when training with autograd on; off by default. Outputs and gradients are unchanged, memory drops and a
+    /// training step costs one more forward of the checkpointed blocks.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>
+    /// With <see cref="GradientCheckpointing"/>, how many of the last blocks are checkpointed (BLIP's
+    /// <c>vit_ckpt_layer</c>: block i is when i &gt;= depth - N; N &gt;= depth is every block); null checkpoints every block.
+    /// </summary>
+    public int? CheckpointedLayers
+    {
+        get => _checkpointedLayers;
+        set
+        {
+            if (value < 0) throw new ArgumentOutOfRangeException(nameof(value), value, "the number of checkpointed layers cannot be negative");
+            _checkpointedLayers = value;
+        }
+    }
+
+    private int? _checkpointedLayers;
+
     /// <summary>(B, T, D) -> (B, T, D).</summary>
     public override Tensor forward(Tensor x) => Forward(x, null);
 
@@ -39,12 +62,18 @@ public sealed class BlipEncoder : Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, List<Tensor>? hiddenStates)
     {
         long tokens = x.shape[1];
-        long padded = PaddedLength(x);
+        int depth = layers.Count;
+        int firstCheckpointed = GradientCheckpointing && training && is_grad_enabled()
+            ? depth - Math.Min(CheckpointedLayers ?? depth, depth)
+            : depth;
+        // Padding is an inference speed-up; checkpointed blocks run unpadded (their recomputation sees every token).
+        long padded = firstCheckpointed < depth ? tokens : PaddedLength(x);
         Tensor h = padded == tokens ? x.alias() : nn.functional.pad(x, [0, 0, 0, padded - tokens]); // (B, T', D)
-        foreach (var layer in layers)
+        for (int i = 0; i < depth; i++)
         {
+            var layer = layers[i];
             hiddenStates?.Add(h.narrow(1, 0, tokens));                    // (B, T, D)
-            var next = layer.Forward(h, tokens);
+            var next = i >= firstCheckpointed ? GradientCheckpoint.Run(layer, h) : layer.Forward(h, tokens);
             h.Dispose();
             h = next;
         }
