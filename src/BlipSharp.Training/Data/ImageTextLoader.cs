@@ -285,7 +285,19 @@ public sealed class ImageTextLoader
         }
     }
 
-    private static Exception Unwrap(Exception e) => e is AggregateException { InnerExceptions.Count: 1 } a ? a.InnerExceptions[0] : e;
+    /// <summary>
+    /// The error to report from parallel workers: a single inner error as itself; when several workers failed on
+    /// bad records in strict mode, the data error of the earliest record (so the exception type does not depend on
+    /// how many workers happened to fail first).
+    /// </summary>
+    private static Exception Unwrap(Exception e)
+    {
+        if (e is not AggregateException a) return e;
+        var inner = a.Flatten().InnerExceptions;
+        if (inner.Count == 1) return inner[0];
+        var data = inner.OfType<DataFormatException>().ToList();
+        return data.Count > 0 ? data.OrderBy(d => d.Issue.Location.Length).ThenBy(d => d.Issue.Location, StringComparer.Ordinal).First() : e; // "record 3" before "record 12"
+    }
 
     private ImageTextBatch? Build(LoaderPosition position, int[] order, CancellationToken token)
     {
