@@ -72,6 +72,22 @@ internal sealed class Workload : IDisposable
         if (result.Sequences[0].Length != 21) throw new InvalidOperationException($"expected 21 tokens, got {result.Sequences[0].Length}");
     }
 
+    /// <summary>Beam-3 captions of 20 new tokens for <paramref name="images"/> images at once (image 0 repeated).</summary>
+    public void CaptionBatch(int images)
+    {
+        using var first = Pixels[..1];
+        using var batch = first.expand(images, -1, -1, -1).contiguous();
+        using var result = Captioner!.Generate(batch, options: new Generation.GenerationOptions { NumBeams = 3, MaxNewTokens = 20, MinLength = 21 });
+    }
+
+    /// <summary>The captioning model's vision encoder on <paramref name="images"/> images at once.</summary>
+    public void CaptionVisionBatch(int images)
+    {
+        using var first = Pixels[..1];
+        using var batch = first.expand(images, -1, -1, -1).contiguous();
+        Captioner!.EncodeImage(batch);
+    }
+
     /// <summary>The vision encoder of the captioning model (the yardstick for the caption/vision ratio).</summary>
     public void CaptionVision()
     {

@@ -26,7 +26,7 @@ public sealed class BlipTextIntermediate : Module<Tensor, Tensor>
     /// <summary>(B, T, H) -> (B, T, I).</summary>
     public override Tensor forward(Tensor x)
     {
-        using var h = dense.forward(x);
+        using var h = DecodeLinear.Forward(dense, x);
         return Configuration.Activations.Apply(_activation, h);
     }
 }

@@ -31,7 +31,7 @@ public sealed class BlipTextPredictionHeadTransform : Module<Tensor, Tensor>
     /// <summary>(B, T, H) -> (B, T, H).</summary>
     public override Tensor forward(Tensor x)
     {
-        using var d = dense.forward(x);
+        using var d = DecodeLinear.Forward(dense, x);
         using var a = Configuration.Activations.Apply(_activation, d);
         return layer_norm.forward(a);
     }
@@ -66,7 +66,7 @@ public sealed class BlipTextLMPredictionHead : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var h = transform.forward(x);
-        return nn.functional.linear(h, decoder.weight!, bias);
+        return DecodeLinear.Forward(h, decoder.weight!, bias);
     }
 }
 

@@ -44,8 +44,8 @@ public sealed class BlipTextSelfAttention : Module
     /// </summary>
     public Tensor Forward(Tensor hiddenStates, Tensor keyValueStates, Tensor? additiveMask)
     {
-        using var k = SplitHeads(key.forward(keyValueStates));     // (B, nh, S, hd)
-        using var v = SplitHeads(value.forward(keyValueStates));   // (B, nh, S, hd)
+        using var k = SplitHeads(DecodeLinear.Forward(key, keyValueStates));     // (B, nh, S, hd)
+        using var v = SplitHeads(DecodeLinear.Forward(value, keyValueStates));   // (B, nh, S, hd)
         return Attend(hiddenStates, k, v, additiveMask);
     }
 
@@ -53,7 +53,7 @@ public sealed class BlipTextSelfAttention : Module
     public Tensor Attend(Tensor hiddenStates, Tensor keys, Tensor values, Tensor? additiveMask)
     {
         long b = hiddenStates.shape[0], t = hiddenStates.shape[1];
-        using var q = SplitHeads(query.forward(hiddenStates));     // (B, nh, T, hd)
+        using var q = SplitHeads(DecodeLinear.Forward(query, hiddenStates));     // (B, nh, T, hd)
         using var context = nn.functional.scaled_dot_product_attention(q, keys, values, additiveMask, training ? _dropout : 0.0); // (B, nh, T, hd)
         using var transposed = context.transpose(1, 2);                        // (B, T, nh, hd)
         return transposed.reshape(b, t, _numHeads * _headDim);                // (B, T, H)
@@ -76,17 +76,33 @@ public sealed class BlipTextSelfAttention : Module
         if (n % b != 0)
             throw new ArgumentException($"{n} query rows cannot be grouped over {b} encoder items.", nameof(hiddenStates));
         long g = n / b;
-        using var q = query.forward(hiddenStates);                                  // (N, T, H) = (B, G*T, H) in memory
+        using var q = DecodeLinear.Forward(query, hiddenStates);                    // (N, T, H) = (B, G*T, H) in memory
         using var grouped = q.view(b, g * t, _numHeads, _headDim);                  // (B, G*T, nh, hd)
         using var heads = grouped.transpose(1, 2);                                  // (B, nh, G*T, hd)
-        using var context = nn.functional.scaled_dot_product_attention(heads, keys, values, additiveMask, training ? _dropout : 0.0); // (B, nh, G*T, hd)
+        using var context = g * t <= DecodeLinear.MaxRows && !training
+            ? ExplicitAttention(heads, keys, values, additiveMask)                   // (B, nh, G*T, hd)
+            : nn.functional.scaled_dot_product_attention(heads, keys, values, additiveMask, training ? _dropout : 0.0);
         using var transposed = context.transpose(1, 2);                             // (B, G*T, nh, hd)
         return transposed.reshape(n, t, _numHeads * _headDim);                     // (N, T, H)
     }
 
+    /// <summary>
+    /// softmax(q kᵀ / √d + mask) v as two matmuls: for a few query rows against hundreds of image keys (a decoding
+    /// step's cross-attention) this is faster on the CPU than the fused kernel (0.28 vs 0.47 ms per ViT-B layer).
+    /// </summary>
+    private Tensor ExplicitAttention(Tensor queries, Tensor keys, Tensor values, Tensor? additiveMask)
+    {
+        using var keysT = keys.transpose(2, 3);                                     // (B, nh, hd, S)
+        using var raw = queries.matmul(keysT);                                      // (B, nh, Q, S)
+        using var scores = raw.mul_(1.0 / Math.Sqrt(_headDim));
+        if (additiveMask is not null) scores.add_(additiveMask);
+        using var probs = scores.softmax(-1);
+        return probs.matmul(values);                                                // (B, nh, Q, hd)
+    }
+
     /// <summary>Projects encoder or text states to keys and values split into heads, (B, nh, S, hd) each.</summary>
     public (Tensor Keys, Tensor Values) ProjectKeyValues(Tensor states) =>
-        (SplitHeads(key.forward(states)), SplitHeads(value.forward(states)));
+        (SplitHeads(DecodeLinear.Forward(key, states)), SplitHeads(DecodeLinear.Forward(value, states)));
 
     private Tensor SplitHeads(Tensor x)
     {

@@ -30,7 +30,7 @@ public sealed class BlipTextSelfOutput : Module<Tensor, Tensor, Tensor>
     /// <summary>LayerNorm(dropout(dense(<paramref name="hiddenStates"/>)) + <paramref name="residual"/>).</summary>
     public override Tensor forward(Tensor hiddenStates, Tensor residual)
     {
-        using var d = dense.forward(hiddenStates);
+        using var d = DecodeLinear.Forward(dense, hiddenStates);
         using var dropped = nn.functional.dropout(d, _dropout, training);
         using var sum = dropped + residual;
         return layer_norm.forward(sum);

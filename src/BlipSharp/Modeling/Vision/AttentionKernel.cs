@@ -7,11 +7,9 @@ namespace BlipSharp.Modeling.Vision;
 public enum AttentionKernel
 {
     /// <summary>
-    /// <see cref="Explicit"/> for bfloat16 on the CPU, else <see cref="Fused"/>. Measured on 2 Zen 4 cores
-    /// (bench/RESULTS.md): in bfloat16 the explicit form makes the whole encoder 1.2-1.4x faster, because
-    /// libtorch's fused CPU kernel is no faster in bfloat16 than in float32; in float32 the explicit form is no
-    /// faster (often slower) than the fused kernel, which also needs less memory; in float16 (no fast CPU GEMM)
-    /// it is 2x slower.
+    /// <see cref="Fused"/>. On 2 Zen 4 cores (bench/RESULTS.md) the explicit form made a bfloat16 encoder 1.25x
+    /// faster when it was the only model in the process (254 vs 330 ms at 384 px) but 1.7x slower when float32
+    /// models ran in the same process (581 vs 336 ms); the fused kernel is steady in both, so it is the default.
     /// </summary>
     Auto,
 
