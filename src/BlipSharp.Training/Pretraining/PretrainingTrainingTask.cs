@@ -56,6 +56,12 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
     /// <inheritdoc />
     public nn.Module Model => _task.Model;
 
+    /// <summary>The tokenizer the captions are encoded with.</summary>
+    public BlipTokenizer Tokenizer => _tokenizer;
+
+    /// <summary>The tokenizer settings of the captions (max length, padding).</summary>
+    public TokenizerEncodeOptions TextOptions => _textOptions;
+
     /// <summary>The final alpha.</summary>
     public double Alpha { get; }
 
