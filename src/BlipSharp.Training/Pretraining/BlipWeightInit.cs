@@ -28,14 +28,14 @@ public static class BlipWeightInit
     {
         ArgumentNullException.ThrowIfNull(vision);
         using var _ = no_grad();
-        nn.init.trunc_normal_(vision.embeddings.position_embedding, std: VisionStd);
-        nn.init.trunc_normal_(vision.embeddings.class_embedding, std: VisionStd);
+        TruncatedNormal(vision.embeddings.position_embedding, VisionStd);
+        TruncatedNormal(vision.embeddings.class_embedding, VisionStd);
         foreach (var (_, module) in vision.named_modules())
         {
             switch (module)
             {
                 case Linear linear:
-                    nn.init.trunc_normal_(linear.weight!, std: VisionStd);
+                    TruncatedNormal(linear.weight!, VisionStd);
                     linear.bias?.zero_();
                     break;
                 case LayerNorm norm:
@@ -44,6 +44,37 @@ public static class BlipWeightInit
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// Fills <paramref name="tensor"/> from N(0, <paramref name="std"/>) truncated to [<paramref name="a"/>,
+    /// <paramref name="b"/>] by inverse-CDF sampling, as PyTorch's and timm's <c>trunc_normal_</c> (whose default
+    /// bounds, -2 and 2, are absolute values). TorchSharp 0.107's <c>nn.init.trunc_normal_</c> cannot be used: it fills
+    /// the tensor with the constant <paramref name="std"/> (measured: std 0 and every value 0.02), which made every ViT
+    /// block's output and the class token's state zero (a constant vector through LayerNorm).
+    /// </summary>
+    /// <param name="tensor">The tensor to fill in place (under <c>no_grad</c>).</param>
+    /// <param name="std">The standard deviation before truncation.</param>
+    /// <param name="a">Lower bound.</param>
+    /// <param name="b">Upper bound.</param>
+    public static void TruncatedNormal(Tensor tensor, double std, double a = -2.0, double b = 2.0)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(std);
+        if (!(a < b)) throw new ArgumentException($"the lower bound ({a}) must be below the upper bound ({b}).", nameof(a));
+        double lower = NormalCdf(a / std), upper = NormalCdf(b / std);
+        using var _ = no_grad();
+        tensor.uniform_(2 * lower - 1, 2 * upper - 1);
+        tensor.erfinv_();
+        tensor.mul_(std * Math.Sqrt(2.0));
+        tensor.clamp_(a, b); // erfinv(-1) is -inf
+    }
+
+    private static double NormalCdf(double x)
+    {
+        using var scaled = tensor(x / Math.Sqrt(2.0), dtype: ScalarType.Float64);
+        using var erf = scaled.erf();
+        return (1.0 + erf.item<double>()) / 2.0;
     }
 
     /// <summary>
