@@ -67,7 +67,12 @@ public sealed class BlipPretrainingModel : Module
     private Dictionary<string, string>? _sharedNames;
     private bool _tied;
 
-    /// <summary>Creates a randomly initialised model: momentum encoders copied from the online ones, queues random unit columns.</summary>
+    /// <summary>
+    /// Creates a randomly initialised model as BLIP's reference code draws it (<see cref="BlipWeightInit"/>: the ViT as
+    /// salesforce/BLIP's <c>vit.py</c>, the text encoder and decoder as BERT's <c>init_weights</c>; the projections and
+    /// the ITM head keep PyTorch's default, as in BLIP); momentum encoders copied from the online ones, queues random
+    /// unit columns. Loading a checkpoint overwrites every weight.
+    /// </summary>
     /// <param name="config">The configuration (normalised here).</param>
     /// <param name="device">Where to create the parameters and buffers (CPU when null).</param>
     /// <param name="dtype">Floating-point dtype of the parameters and feature queues (float32 when null).</param>
@@ -80,6 +85,9 @@ public sealed class BlipPretrainingModel : Module
         vision_model = new BlipVisionModel(Config.VisionConfig);
         text_encoder = new BlipTextModel(Config.TextConfig, addPoolingLayer: false);
         text_decoder = new BlipTextLMHeadModel(Config.TextConfig);
+        BlipWeightInit.VisionTransformer(vision_model);
+        BlipWeightInit.Bert(text_encoder, Config.TextConfig.InitializerRange);
+        BlipWeightInit.Bert(text_decoder, Config.TextConfig.InitializerRange); // all but self-attention is then tied to the encoder's
         vision_proj = Linear(Config.VisionWidth, e);
         text_proj = Linear(Config.TextWidth, e);
         itm_head = Linear(Config.TextWidth, 2);

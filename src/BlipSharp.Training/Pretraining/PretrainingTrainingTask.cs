@@ -21,7 +21,8 @@ namespace BlipSharp.Training.Pretraining;
 /// <remarks>
 /// The recipe's <c>model</c> section is a <see cref="BlipPretrainingConfig"/> (<c>vision_config</c>, <c>text_config</c>,
 /// <c>embed_dim</c>, <c>queue_size</c>, <c>momentum</c>, ...) plus <c>tokenizer</c> (a folder with <c>vocab.txt</c> or a
-/// Hugging Face hub id), <c>alpha</c> (0.4) and <c>max_text_length</c> (30). With <c>train.precision</c> bfloat16 the
+/// Hugging Face hub id), <c>alpha</c> (0.4), <c>max_text_length</c> (30) and the loss weights <c>itc_weight</c>,
+/// <c>itm_weight</c> and <c>lm_weight</c> (BLIP sums the three losses: 1 each). With <c>train.precision</c> bfloat16 the
 /// model is created in bfloat16 (its tied tensors cannot be converted later).
 /// </remarks>
 public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
@@ -29,7 +30,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
     /// <summary>The recipe's <c>task</c> name.</summary>
     public const string Name = "pretrain";
 
-    private static readonly string[] TaskKeys = ["tokenizer", "alpha", "max_text_length"];
+    private static readonly string[] TaskKeys = ["tokenizer", "alpha", "max_text_length", "itc_weight", "itm_weight", "lm_weight"];
 
     private readonly PretrainingTask _task;
     private readonly BlipTokenizer _tokenizer;
@@ -40,11 +41,13 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
     /// <param name="tokenizer">The BERT tokenizer with <c>[DEC]</c> and <c>[ENC]</c>.</param>
     /// <param name="alpha">The final weight of the momentum soft targets (BLIP: 0.4).</param>
     /// <param name="maxTextLength">Captions are padded and cut to this many tokens (BLIP: 30).</param>
-    public PretrainingTrainingTask(BlipPretrainingModel model, BlipTokenizer tokenizer, double alpha = AlphaSchedule.BlipAlpha, int maxTextLength = 30)
+    /// <param name="options">Loss weights (BLIP: 1 each) and the hard-negative epsilon.</param>
+    public PretrainingTrainingTask(BlipPretrainingModel model, BlipTokenizer tokenizer, double alpha = AlphaSchedule.BlipAlpha, int maxTextLength = 30,
+        PretrainingTaskOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        _task = new PretrainingTask(model);
+        _task = new PretrainingTask(model, options: options);
         _tokenizer = tokenizer;
         Alpha = alpha;
         _textOptions = new TokenizerEncodeOptions { Padding = PaddingStrategy.MaxLength, Truncation = true, MaxLength = maxTextLength };
@@ -55,6 +58,12 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
 
     /// <inheritdoc />
     public nn.Module Model => _task.Model;
+
+    /// <summary>The tokenizer the captions are encoded with.</summary>
+    public BlipTokenizer Tokenizer => _tokenizer;
+
+    /// <summary>The tokenizer settings of the captions (max length, padding).</summary>
+    public TokenizerEncodeOptions TextOptions => _textOptions;
 
     /// <summary>The final alpha.</summary>
     public double Alpha { get; }
@@ -78,6 +87,12 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         int maxTextLength = Read(section, "max_text_length", 30);
         if (!(alpha >= 0 && alpha <= 1)) throw new TrainingConfigException("model.alpha", $"must be within 0..1 (got {alpha})");
         if (maxTextLength < 2) throw new TrainingConfigException("model.max_text_length", $"must be at least 2 (got {maxTextLength})");
+        var weights = new PretrainingTaskOptions
+        {
+            ItcWeight = LossWeight(section, "itc_weight"),
+            ItmWeight = LossWeight(section, "itm_weight"),
+            LmWeight = LossWeight(section, "lm_weight"),
+        };
         foreach (string key in TaskKeys) section.Remove(key);
 
         BlipPretrainingConfig model;
@@ -99,8 +114,16 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         var blipTokenizer = BlipTokenizer.FromPretrained(tokenizer);
         var dtype = config.Train.Precision == Precision.BFloat16 ? ScalarType.BFloat16 : (ScalarType?)null;
         context?.Log($"pretrain: ViT {model.VisionConfig.HiddenSize}x{model.VisionConfig.NumHiddenLayers} at {model.VisionConfig.ImageSize} px, "
-            + $"text {model.TextConfig.HiddenSize}x{model.TextConfig.NumHiddenLayers}, queue {model.QueueSize}, alpha {alpha}");
-        return new PretrainingTrainingTask(new BlipPretrainingModel(model, dtype: dtype), blipTokenizer, alpha, maxTextLength);
+            + $"text {model.TextConfig.HiddenSize}x{model.TextConfig.NumHiddenLayers}, queue {model.QueueSize}, alpha {alpha}"
+            + (weights.ItcWeight == 1 && weights.ItmWeight == 1 && weights.LmWeight == 1 ? "" : $", loss weights itc {weights.ItcWeight} itm {weights.ItmWeight} lm {weights.LmWeight}"));
+        return new PretrainingTrainingTask(new BlipPretrainingModel(model, dtype: dtype), blipTokenizer, alpha, maxTextLength, weights);
+    }
+
+    private static double LossWeight(JsonObject section, string key)
+    {
+        double weight = Read(section, key, 1.0);
+        if (!(weight >= 0 && double.IsFinite(weight))) throw new TrainingConfigException("model." + key, $"must be a finite weight of at least 0 (got {weight})");
+        return weight;
     }
 
     /// <inheritdoc />

@@ -54,6 +54,9 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     /// <summary>The scheduler description of a checkpoint.</summary>
     public const string SchedulerFile = "scheduler.json";
 
+    /// <summary>The folder of the run folder that holds the checkpoints (<c>checkpoints/step-N/</c>).</summary>
+    public const string CheckpointsDirectory = "checkpoints";
+
     /// <summary>The resolved recipe, in the run folder and in every checkpoint.</summary>
     public const string ConfigFile = "config.json";
 
@@ -83,7 +86,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         StepsPerEpoch = (data.BatchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps;
         TotalSteps = Math.Min(options.MaxSteps ?? long.MaxValue, (long)options.Epochs * StepsPerEpoch);
         ComputeType = options.Precision == Precision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
-        _store = new CheckpointStore(Path.Combine(options.OutputDirectory, "checkpoints"));
+        _store = new CheckpointStore(Path.Combine(options.OutputDirectory, CheckpointsDirectory));
 
         var model = task.Model;
         var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
