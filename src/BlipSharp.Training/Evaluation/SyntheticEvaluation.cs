@@ -162,9 +162,11 @@ public static class SyntheticEvaluation
     public static bool IsCorrect(string caption, IReadOnlyList<NamedObject> objects)
     {
         ArgumentNullException.ThrowIfNull(objects);
-        var named = NamedObjects(caption);
-        return named.Count > 0 && named.All(objects.Contains);
+        return Judge(NamedObjects(caption), objects);
     }
+
+    private static bool Judge(IReadOnlyList<NamedObject> named, IReadOnlyList<NamedObject> objects) =>
+        named.Count > 0 && named.All(objects.Contains);
 
     /// <summary>The objects of a synthetic test record's <c>scene</c> (as <see cref="SyntheticWorld"/> writes it).</summary>
     /// <param name="entry">An entry of <c>test.json</c> or <c>val.json</c>.</param>
@@ -204,8 +206,7 @@ public static class SyntheticEvaluation
                 string text = tokenizer.Decode(generated.GeneratedTokens(row), skipSpecialTokens: true);
                 var objects = SceneObjects(batch[row]);
                 var named = NamedObjects(text);
-                captions.Add(new SyntheticCaption(batch[row].ImageId ?? batch[row].Image.Name, text, objects, named,
-                    named.Count > 0 && named.All(objects.Contains)));
+                captions.Add(new SyntheticCaption(batch[row].ImageId ?? batch[row].Image.Name, text, objects, named, Judge(named, objects)));
             }
         }
         return (cat(features, 0), captions);                                                                // (I, E)
