@@ -292,7 +292,8 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
                 }
                 else
                 {
-                    result = RunStep(micro, epoch, end - first, state.Step, lr);
+                    using (ManagedCollectionPause.Begin())
+                        result = RunStep(micro, epoch, end - first, state.Step, lr);
                     lastLoss = result.Loss;
                 }
 
