@@ -6,7 +6,7 @@ namespace BlipSharp.Training.Training;
 
 /// <summary>
 /// <c>metrics.jsonl</c>: one JSON object per logged step, e.g.
-/// <c>{"step": 50, "epoch": 0, "lr": 5.1e-6, "loss": 7.31, "itc": 2.1, "itm": 0.69, "lm": 4.5, "images_per_s": 41.2, "elapsed_s": 90.3}</c>.
+/// <c>{"step": 50, "epoch": 0, "lr": 5.1e-6, "loss": 7.31, "itc": 2.1, "itm": 0.69, "lm": 4.5, "images_per_s": 41.2, "elapsed_s": 90.3, "peak_rss_mib": 812.4}</c>.
 /// Each line is flushed when written. Resuming truncates the file to the checkpoint's step, so a run that was
 /// killed and resumed leaves the same lines as one that never stopped.
 /// </summary>

@@ -330,6 +330,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
                     double interval = now - lastLogTime;
                     line.Add(new("images_per_s", interval > 0 ? Math.Round(samplesSinceLog / interval, 2) : 0.0));
                     line.Add(new("elapsed_s", Math.Round(state.ElapsedSeconds, 2)));
+                    line.Add(new("peak_rss_mib", PeakResidentMebibytes()));
                     metrics.Write(line);
                     samplesSinceLog = 0;
                     lastLogTime = now;
@@ -617,4 +618,14 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     private sealed record TrainedParameter(string Name, Parameter Model, Parameter Optimized);
 
     private sealed record StepResult(double Loss, IReadOnlyDictionary<string, double> Metrics, double? GradNorm, int Samples);
+
+    /// <summary>
+    /// The process's peak resident memory so far in MiB (Linux: <c>VmHWM</c>), the number that decides whether a
+    /// recipe fits a machine; logged with every metrics line.
+    /// </summary>
+    private static double PeakResidentMebibytes()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        return Math.Round(process.PeakWorkingSet64 / (1024.0 * 1024.0), 1);
+    }
 }

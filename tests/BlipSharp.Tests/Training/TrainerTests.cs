@@ -21,7 +21,7 @@ public sealed class TrainerTests(TrainerWorld world) : IClassFixture<TrainerWorl
 
     /// <summary>Every logged value but the timings.</summary>
     private static string Values(JsonElement line) =>
-        string.Join(",", line.EnumerateObject().Where(p => p.Name is not ("images_per_s" or "elapsed_s")).Select(p => $"{p.Name}={p.Value.GetRawText()}"));
+        string.Join(",", line.EnumerateObject().Where(p => p.Name is not ("images_per_s" or "elapsed_s" or "peak_rss_mib")).Select(p => $"{p.Name}={p.Value.GetRawText()}"));
 
     /// <summary>
     /// Trains the regression task for one optimizer step on the first 8 samples of epoch 0 and returns the gradient the
@@ -101,6 +101,10 @@ public sealed class TrainerTests(TrainerWorld world) : IClassFixture<TrainerWorl
         Assert.All(lr[12..], v => Assert.Equal(5e-4, v));       // epoch 1: x0.5
         Assert.All(lines, l => Assert.True(l.GetProperty("loss").GetDouble() > 0));
         Assert.All(lines, l => Assert.True(l.TryGetProperty("itc_i2t", out _) && l.TryGetProperty("images_per_s", out _)));
+        // Peak resident memory: a real process reading (a .NET process with libtorch loaded is far above 50 MiB) that never goes down.
+        double[] rss = lines.Select(l => l.GetProperty("peak_rss_mib").GetDouble()).ToArray();
+        Assert.True(rss[0] > 50, $"peak_rss_mib {rss[0]}");
+        Assert.Equal(rss.Order(), rss);
         Assert.Equal(new[] { 0, 1 }, lines.Select(l => l.GetProperty("epoch").GetInt32()).Distinct());
         // Checkpoints every 4 steps and at the epoch end; only the newest 2 kept.
         var store = new CheckpointStore(Path.Combine(run, "checkpoints"));
