@@ -58,6 +58,7 @@ public sealed record SyntheticWorldSummary(
 /// <item><c>vqa_train.json</c>, <c>vqa_test.json</c>: <c>{question_id, question, answer: [...], image, dataset: "vqa", question_type}</c>;
 /// <c>answer_list.json</c>: every possible answer;</item>
 /// <item><c>shards/pretrain-NNNNNN.tar</c> when asked: <c>KEY.png</c> + <c>KEY.json</c> (the record without <c>image</c>);</item>
+/// <item><c>tokenizer/</c>: a WordPiece vocabulary of the world's words (<see cref="SyntheticVocabulary"/>), for tiny models;</item>
 /// <item><c>manifest.json</c>: the options and counts.</item>
 /// </list>
 /// </remarks>
@@ -208,6 +209,9 @@ public static class SyntheticWorld
 
         var (trainQuestions, testQuestions) = WriteVqa(outputDirectory, options, scenes[SyntheticSplit.Vqa], files);
         if (options.WriteShards) WriteShards(outputDirectory, options, pretrain, pretrainRecords, files);
+        var vocabulary = SyntheticVocabulary.Build(WorldTexts(outputDirectory, files));
+        foreach (string f in SyntheticVocabulary.Write(Path.Combine(outputDirectory, SyntheticVocabulary.DirectoryName), vocabulary))
+            files.Add(SyntheticVocabulary.DirectoryName + "/" + f);
 
         WriteJson(outputDirectory, ManifestFile, files, w =>
         {
@@ -472,6 +476,24 @@ public static class SyntheticWorld
             DataStream = new MemoryStream(data, writable: false),
         };
         tar.WriteEntry(entry);
+    }
+
+    /// <summary>Every caption, question and answer of the written JSON files (what the world's tokenizer must cover).</summary>
+    private static IEnumerable<string> WorldTexts(string root, IReadOnlyCollection<string> written)
+    {
+        foreach (string file in new[] { PretrainFile, HumanFile, ValFile, TestFile, VqaTrainFile, VqaTestFile })
+        {
+            if (!written.Contains(file)) continue; // splits of no images are not written
+            using var document = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(root, file)));
+            foreach (var record in document.RootElement.EnumerateArray())
+                foreach (string key in new[] { "caption", "question", "answer" })
+                {
+                    if (!record.TryGetProperty(key, out var value)) continue;
+                    if (value.ValueKind == JsonValueKind.String) yield return value.GetString()!;
+                    else foreach (var item in value.EnumerateArray()) yield return item.GetString()!;
+                }
+        }
+        foreach (string answer in VqaQuestions.AllAnswers()) yield return answer;
     }
 
     private static void WriteJson(string root, string name, List<string> files, Action<Utf8JsonWriter> write)

@@ -76,6 +76,38 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
         && (m.Size is not { } s || s.ToString().ToLowerInvariant() == o.Size);
 
     [Fact]
+    public void TokenizerCoversEveryTextOfTheWorld()
+    {
+        SyntheticWorld.Generate(_dir, Small with { PretrainImages = 400, WriteShards = false });
+        var tokenizer = BlipTokenizer.FromPretrained(Path.Combine(_dir, SyntheticVocabulary.DirectoryName));
+        int lines = File.ReadAllLines(Path.Combine(_dir, SyntheticVocabulary.DirectoryName, "vocab.txt")).Length;
+        Assert.Equal(lines, tokenizer.VocabSize); // [DEC] and [ENC] are in vocab.txt: nothing is appended
+        Assert.InRange(lines, 100, 400);          // the world's words plus 72 character pieces, not BERT's 30,522
+        Assert.Equal((0L, 1L, 2L, 3L), (tokenizer.PadTokenId, tokenizer.UnkTokenId, tokenizer.ClsTokenId, tokenizer.SepTokenId));
+        Assert.Equal(SyntheticVocabulary.DecTokenId, tokenizer.BosTokenId);
+        Assert.Equal(SyntheticVocabulary.EncTokenId, tokenizer.EncTokenId);
+
+        var clean = new List<string>();
+        var noisy = new List<string>();
+        foreach (var r in JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, SyntheticWorld.PretrainFile))).RootElement.EnumerateArray())
+            (r.GetProperty("noisy").GetBoolean() ? noisy : clean).Add(r.GetProperty("caption").GetString()!);
+        foreach (var r in JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, SyntheticWorld.TestFile))).RootElement.EnumerateArray())
+            clean.AddRange(r.GetProperty("caption").EnumerateArray().Select(c => c.GetString()!));
+        foreach (var r in JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, SyntheticWorld.VqaTestFile))).RootElement.EnumerateArray())
+            clean.Add(r.GetProperty("question").GetString()!);
+        Assert.NotEmpty(noisy);
+        foreach (string text in clean)
+        {
+            // True captions and questions are made of whole words of the vocabulary; decoding gives the text back.
+            var tokens = tokenizer.Tokenize(text);
+            Assert.DoesNotContain(tokens, t => t.StartsWith("##", StringComparison.Ordinal) || t == "[UNK]");
+            Assert.Equal(Regex.Replace(text.ToLowerInvariant(), @"\s+([,.?:!])", "$1"), Regex.Replace(tokenizer.Decode(tokenizer.Encode(text), skipSpecialTokens: true), @"\s+([,.?:!])", "$1"));
+        }
+        foreach (string text in noisy)
+            Assert.DoesNotContain("[UNK]", tokenizer.Tokenize(text)); // file names and spam fall back to character pieces
+    }
+
+    [Fact]
     public void SameSeedGivesByteIdenticalFiles()
     {
         var options = Small with { PretrainImages = 120, HumanImages = 10, ValImages = 5, TestImages = 10, VqaImages = 10, ShardSize = 50 };
@@ -86,7 +118,7 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
         var filesA = Directory.GetFiles(a, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(a, f)).Order(StringComparer.Ordinal).ToList();
         var filesB = Directory.GetFiles(b, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(b, f)).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(filesA, filesB);
-        Assert.Equal(120 + 10 + 5 + 10 + 10 + 3 + 8, filesA.Count); // images, 3 shards, 8 JSON files
+        Assert.Equal(120 + 10 + 5 + 10 + 10 + 3 + 8 + 3, filesA.Count); // images, 3 shards, 8 JSON files, 3 tokenizer files
         foreach (string f in filesA)
             Assert.True(File.ReadAllBytes(Path.Combine(a, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs between two runs with the same seed");
         Assert.False(File.ReadAllBytes(Path.Combine(a, SyntheticWorld.PretrainFile)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(c, SyntheticWorld.PretrainFile))));
