@@ -15,7 +15,7 @@ namespace BlipSharp.Training.Pretraining;
 /// encoders updated inside each step as BLIP does, queues) on loader batches. It tokenizes the captions as
 /// pretrain.py does (<c>padding='max_length', truncation=True, max_length=30</c>), ramps alpha over the first two
 /// epochs (<see cref="AlphaSchedule.Pretraining"/>), and logs BLIP's names: <c>loss_ita</c>, <c>loss_itm</c>,
-/// <c>loss_lm</c> (and <c>alpha</c>). The optimizer gets every trainable parameter once (the decoder's tensors shared
+/// <c>loss_lm</c> (and <c>alpha</c> and the ITC temperature <c>temp</c>). The optimizer gets every trainable parameter once (the decoder's tensors shared
 /// with the encoder are the encoder's), decayed, as BLIP's AdamW.
 /// </summary>
 /// <remarks>
@@ -112,11 +112,36 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
             throw new TrainingConfigException("model.max_text_length", $"({maxTextLength}) exceeds text_config.max_position_embeddings ({model.TextConfig.MaxPositionEmbeddings})");
 
         var blipTokenizer = BlipTokenizer.FromPretrained(tokenizer);
+        CheckTokenizer(blipTokenizer, tokenizer, model);
         var dtype = config.Train.Precision == Precision.BFloat16 ? ScalarType.BFloat16 : (ScalarType?)null;
         context?.Log($"pretrain: ViT {model.VisionConfig.HiddenSize}x{model.VisionConfig.NumHiddenLayers} at {model.VisionConfig.ImageSize} px, "
             + $"text {model.TextConfig.HiddenSize}x{model.TextConfig.NumHiddenLayers}, queue {model.QueueSize}, alpha {alpha}"
             + (weights.ItcWeight == 1 && weights.ItmWeight == 1 && weights.LmWeight == 1 ? "" : $", loss weights itc {weights.ItcWeight} itm {weights.ItmWeight} lm {weights.LmWeight}"));
         return new PretrainingTrainingTask(new BlipPretrainingModel(model, dtype: dtype), blipTokenizer, alpha, maxTextLength, weights);
+    }
+
+    /// <summary>The model must have a row for every token id, and the ids it starts texts with must be the tokenizer's.</summary>
+    private static void CheckTokenizer(BlipTokenizer tokenizer, string name, BlipPretrainingConfig model)
+    {
+        if (tokenizer.VocabSize > model.TextConfig.VocabSize)
+            throw new TrainingConfigException("model.text_config.vocab_size",
+                $"({model.TextConfig.VocabSize}) is smaller than the vocabulary of the tokenizer {name} ({tokenizer.VocabSize} tokens)");
+        long dec, enc;
+        try
+        {
+            dec = tokenizer.BosTokenId;
+            enc = tokenizer.EncTokenId;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new TrainingConfigException($"model.tokenizer ({name}) lacks a token BLIP needs: {e.Message}", e);
+        }
+        if (dec != model.DecTokenId)
+            throw new TrainingConfigException("model.text_config.bos_token_id", $"({model.DecTokenId}) is not the id of [DEC] in the tokenizer {name} ({dec})");
+        if (enc != model.EncTokenId)
+            throw new TrainingConfigException("model.enc_token_id", $"({model.EncTokenId}) is not the id of [ENC] in the tokenizer {name} ({enc})");
+        if (tokenizer.PadTokenId != model.PadTokenId)
+            throw new TrainingConfigException("model.text_config.pad_token_id", $"({model.PadTokenId}) is not the id of [PAD] in the tokenizer {name} ({tokenizer.PadTokenId})");
     }
 
     private static double LossWeight(JsonObject section, string key)
@@ -138,7 +163,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         var pixels = batch.Pixels.to_type(context.ComputeType);                               // (B, 3, S, S)
         var losses = _task.Step(new PretrainingBatch(pixels, text.InputIds, text.AttentionMask), alpha);
         return TrainingStepOutput.Of(losses.Total, ("loss_ita", losses.Itc), ("loss_itm", losses.Itm), ("loss_lm", losses.Lm),
-            ("alpha", tensor(alpha)));
+            ("alpha", tensor(alpha)), ("temp", _task.Model.temp.detach().clone()));
     }
 
     /// <inheritdoc />
