@@ -37,6 +37,28 @@ public sealed class SyntheticEvaluationTests
     }
 
     [Fact]
+    public void ColourAndShapeAccuracyJudgeTheFirstNamedObjectOneAttributeAtATime()
+    {
+        IReadOnlyList<NamedObject> scene = [RedCircle, BlueSquare];
+        SyntheticCaption Judge(string caption) =>
+            new("x", caption, scene, SyntheticEvaluation.NamedObjects(caption), SyntheticEvaluation.IsCorrect(caption, scene));
+        SyntheticCaption[] captions =
+        [
+            Judge("a red circle on the left"),   // both right
+            Judge("a red square on the left"),   // colour and shape each in the scene, not together
+            Judge("a red star"),                 // colour only
+            Judge("a green square"),             // shape only
+            Judge("a green star and a red circle"), // the first named object counts: neither
+            Judge("two shapes"),                 // names nothing
+        ];
+        var result = new SyntheticEvaluationResult(1, 1, 0, 0, 0, 1, captions.Count(c => c.Correct) / 6.0, captions);
+        Assert.Equal(1 / 6.0, result.CaptionAccuracy, 12);
+        Assert.Equal(3 / 6.0, result.ColourAccuracy, 12);
+        Assert.Equal(3 / 6.0, result.ShapeAccuracy, 12);
+        Assert.Equal(0, new SyntheticEvaluationResult(0, 0, 0, 0, 0, 0, 0, []).ShapeAccuracy);
+    }
+
+    [Fact]
     public async Task EvaluateSynthNamesTheFolderThatIsNotARun()
     {
         string dir = Directory.CreateTempSubdirectory("blipsharp-evalsynth-").FullName;
