@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using BlipSharp.Tests.TestSupport;
+using BlipSharp.Training.Synthetic;
 using BlipSharp.Training.Training;
 using Xunit;
 
@@ -36,11 +37,14 @@ public sealed class TrainerConfigTests
     public void TinyRecipeIsSmallEnoughForACpu()
     {
         var c = TrainingConfigLoader.Load(ConfigPath("pretrain-tiny.json"));
-        Assert.Equal(64, c.Data.ImageSize);
-        Assert.Equal(64, (int)c.Model["vision_config"]!["image_size"]!);
+        Assert.Equal(32, c.Data.ImageSize);
+        Assert.Equal(32, (int)c.Model["vision_config"]!["image_size"]!);
         Assert.True((int)c.Model["vision_config"]!["hidden_size"]! <= 128);
         Assert.Equal(0, (int)c.Model["queue_size"]! % c.Data.BatchSize);
         Assert.Equal(["data/synth/pretrain.json"], c.Data.TrainFiles);
+        Assert.Equal("data/synth/tokenizer", (string)c.Model["tokenizer"]!);                    // what blip synth writes
+        Assert.Equal(SyntheticVocabulary.DecTokenId, (int)c.Model["text_config"]!["bos_token_id"]!);
+        Assert.Equal(SyntheticVocabulary.EncTokenId, (int)c.Model["enc_token_id"]!);
         long steps = (long)c.Train.Epochs * (2000 / c.Data.BatchSize); // blip synth's default 2,000 pretraining images
         Assert.InRange(steps, 200, 1000);
     }
@@ -140,8 +144,8 @@ public sealed class TrainerConfigTests
             ("model.hidden=3", "model.hidden is not a known key of the pretrain task"),
             ("model.tokenizer=null", "model.tokenizer must name the tokenizer"),
             ("model.alpha=2", "model.alpha must be within 0..1 (got 2)"),
-            ("model.queue_size=250", "model.queue_size (250) must be a multiple of data.batch_size (16), as BLIP asserts"),
-            ("data.image_size=32", "model.vision_config.image_size (64) must equal data.image_size (32)"),
+            ("model.queue_size=250", "model.queue_size (250) must be a multiple of data.batch_size (32), as BLIP asserts"),
+            ("data.image_size=64", "model.vision_config.image_size (32) must equal data.image_size (64)"),
             ("model.embed_dim=0", "model: embed_dim must be positive, got 0."),
             ("model.max_text_length=100", "model.max_text_length (100) exceeds text_config.max_position_embeddings (64)"),
         ];
@@ -150,6 +154,24 @@ public sealed class TrainerConfigTests
             var recipe = TrainingConfigLoader.Load(tiny, [set]);
             var error = Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(recipe, context));
             Assert.StartsWith(message, error.Message);
+        }
+
+        // The model and the tokenizer must agree on the ids BLIP writes into texts.
+        string tokenizer = Fixtures.HfModelDirs().First(d => File.Exists(Path.Combine(d, "vocab.txt")));
+        (string[] Set, string Message)[] mismatches =
+        [
+            (["model.text_config.vocab_size=30523", "model.text_config.bos_token_id=30521", "model.enc_token_id=30522"],
+                $"model.text_config.vocab_size (30523) is smaller than the vocabulary of the tokenizer {tokenizer} (30524 tokens)"),
+            (["model.text_config.bos_token_id=5"], $"model.text_config.bos_token_id (5) is not the id of [DEC] in the tokenizer {tokenizer} (30522)"),
+            (["model.enc_token_id=6"], $"model.enc_token_id (6) is not the id of [ENC] in the tokenizer {tokenizer} (30523)"),
+            (["model.text_config.pad_token_id=1"], $"model.text_config.pad_token_id (1) is not the id of [PAD] in the tokenizer {tokenizer} (0)"),
+        ];
+        foreach (var (set, message) in mismatches)
+        {
+            var recipe = TrainingConfigLoader.Load(tiny, // the tiny recipe made to fit BERT's vocabulary, then one key off
+                ["model.tokenizer=" + tokenizer, "model.text_config.vocab_size=30524", "model.text_config.bos_token_id=30522", "model.enc_token_id=30523", .. set]);
+            var error = Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(recipe, context));
+            Assert.Equal(message, error.Message);
         }
     }
 }
