@@ -59,15 +59,17 @@ public sealed record SyntheticEvaluationResult(int Images, int Texts, double Ima
     /// Fraction of <see cref="Captions"/> whose first named object has the colour of an object in the scene, whatever
     /// shape it is given (colour is learned long before shape; random colours score 1 in 8).
     /// </summary>
-    public double ColourAccuracy => Captions.Count == 0 ? 0
-        : Captions.Count(c => c.Named.Count > 0 && c.Objects.Any(o => o.Color == c.Named[0].Color)) / (double)Captions.Count;
+    public double ColourAccuracy => FirstNamedShares((named, o) => named.Color == o.Color);
 
     /// <summary>
     /// Fraction of <see cref="Captions"/> whose first named object has the shape of an object in the scene, whatever
     /// colour it is given (random shapes score 1 in 7 on one-object scenes).
     /// </summary>
-    public double ShapeAccuracy => Captions.Count == 0 ? 0
-        : Captions.Count(c => c.Named.Count > 0 && c.Objects.Any(o => o.Shape == c.Named[0].Shape)) / (double)Captions.Count;
+    public double ShapeAccuracy => FirstNamedShares((named, o) => named.Shape == o.Shape);
+
+    /// <summary>Fraction of captions whose first named object shares <paramref name="attribute"/> with an object of the scene.</summary>
+    private double FirstNamedShares(Func<NamedObject, NamedObject, bool> attribute) => Captions.Count == 0 ? 0
+        : Captions.Count(c => c.Named.Count > 0 && c.Objects.Any(o => attribute(c.Named[0], o))) / (double)Captions.Count;
 }
 
 /// <summary>
