@@ -120,7 +120,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         return new PretrainingTrainingTask(new BlipPretrainingModel(model, dtype: dtype), blipTokenizer, alpha, maxTextLength, weights);
     }
 
-    /// <summary>The model must have a row for every token id, and the ids it starts texts with must be the tokenizer's.</summary>
+    /// <summary>The model must have a row for every token id, and the ids it starts, ends and pads texts with must be the tokenizer's.</summary>
     private static void CheckTokenizer(BlipTokenizer tokenizer, string name, BlipPretrainingConfig model)
     {
         if (tokenizer.VocabSize > model.TextConfig.VocabSize)
@@ -140,6 +140,9 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
             throw new TrainingConfigException("model.text_config.bos_token_id", $"({model.DecTokenId}) is not the id of [DEC] in the tokenizer {name} ({dec})");
         if (enc != model.EncTokenId)
             throw new TrainingConfigException("model.enc_token_id", $"({model.EncTokenId}) is not the id of [ENC] in the tokenizer {name} ({enc})");
+        if (tokenizer.SepTokenId != model.TextConfig.SepTokenId)
+            throw new TrainingConfigException("model.text_config.sep_token_id",
+                $"({model.TextConfig.SepTokenId}) is not the id of [SEP] in the tokenizer {name} ({tokenizer.SepTokenId}); captions would never end");
         if (tokenizer.PadTokenId != model.PadTokenId)
             throw new TrainingConfigException("model.text_config.pad_token_id", $"({model.PadTokenId}) is not the id of [PAD] in the tokenizer {name} ({tokenizer.PadTokenId})");
     }

@@ -28,6 +28,9 @@ public static class SyntheticVocabulary
     /// <summary>The special tokens, in id order.</summary>
     public static IReadOnlyList<string> SpecialTokens { get; } = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"];
 
+    /// <summary>Id of <c>[SEP]</c> (the end of every text, where generation stops) in this vocabulary.</summary>
+    public const int SepTokenId = 3;
+
     /// <summary>Id of <c>[DEC]</c> (the decoder's BOS token) in this vocabulary.</summary>
     public const int DecTokenId = 5;
 

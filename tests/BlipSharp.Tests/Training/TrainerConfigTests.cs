@@ -45,6 +45,7 @@ public sealed class TrainerConfigTests
         Assert.Equal("data/synth/tokenizer", (string)c.Model["tokenizer"]!);                    // what blip synth writes
         Assert.Equal(SyntheticVocabulary.DecTokenId, (int)c.Model["text_config"]!["bos_token_id"]!);
         Assert.Equal(SyntheticVocabulary.EncTokenId, (int)c.Model["enc_token_id"]!);
+        Assert.Equal(SyntheticVocabulary.SepTokenId, (int)c.Model["text_config"]!["sep_token_id"]!);     // where captions end
         long steps = (long)c.Train.Epochs * (2000 / c.Data.BatchSize); // blip synth's default 2,000 pretraining images
         Assert.InRange(steps, 200, 1000);
     }
@@ -165,11 +166,14 @@ public sealed class TrainerConfigTests
             (["model.text_config.bos_token_id=5"], $"model.text_config.bos_token_id (5) is not the id of [DEC] in the tokenizer {tokenizer} (30522)"),
             (["model.enc_token_id=6"], $"model.enc_token_id (6) is not the id of [ENC] in the tokenizer {tokenizer} (30523)"),
             (["model.text_config.pad_token_id=1"], $"model.text_config.pad_token_id (1) is not the id of [PAD] in the tokenizer {tokenizer} (0)"),
+            (["model.text_config.sep_token_id=3"],
+                $"model.text_config.sep_token_id (3) is not the id of [SEP] in the tokenizer {tokenizer} (102); captions would never end"),
         ];
         foreach (var (set, message) in mismatches)
         {
             var recipe = TrainingConfigLoader.Load(tiny, // the tiny recipe made to fit BERT's vocabulary, then one key off
-                ["model.tokenizer=" + tokenizer, "model.text_config.vocab_size=30524", "model.text_config.bos_token_id=30522", "model.enc_token_id=30523", .. set]);
+                ["model.tokenizer=" + tokenizer, "model.text_config.vocab_size=30524", "model.text_config.bos_token_id=30522", "model.enc_token_id=30523",
+                    "model.text_config.sep_token_id=102", .. set]);
             var error = Assert.Throws<TrainingConfigException>(() => TrainingTasks.Create(recipe, context));
             Assert.Equal(message, error.Message);
         }
