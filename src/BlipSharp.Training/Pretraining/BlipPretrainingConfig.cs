@@ -42,6 +42,12 @@ public sealed record BlipPretrainingConfig
     /// <summary>Keep a queue of image ids next to the feature queues (retrieval fine-tuning: same-id pairs are positives).</summary>
     [JsonPropertyName("id_queue")] public bool IdQueue { get; init; }
 
+    /// <summary>
+    /// How the ViT's position embeddings start when training from scratch: <c>"trunc_normal"</c> (BLIP: N(0, 0.02))
+    /// or <c>"sincos"</c> (fixed 2-D sine-cosine values, as MAE, still learned from there). A checkpoint overwrites both.
+    /// </summary>
+    [JsonPropertyName("vision_position_init")] public string VisionPositionInit { get; init; } = BlipWeightInit.TruncNormalPositions;
+
     /// <summary><c>[ENC]</c>, the first token of every image-grounded encoder pass (ITM).</summary>
     [JsonPropertyName("enc_token_id")] public int EncTokenId { get; init; } = 30523;
 
@@ -81,6 +87,10 @@ public sealed record BlipPretrainingConfig
             throw new ArgumentException($"enc_token_id ({EncTokenId}) lies outside the vocabulary (size {TextConfig.VocabSize}).");
         if (DecTokenId < 0 || DecTokenId >= TextConfig.VocabSize)
             throw new ArgumentException($"text_config.bos_token_id ([DEC], {DecTokenId}) lies outside the vocabulary (size {TextConfig.VocabSize}).");
+        if (VisionPositionInit is not (BlipWeightInit.TruncNormalPositions or BlipWeightInit.SinCosPositions))
+            throw new ArgumentException($"vision_position_init '{VisionPositionInit}' is unknown: use '{BlipWeightInit.TruncNormalPositions}' or '{BlipWeightInit.SinCosPositions}'.");
+        if (VisionPositionInit == BlipWeightInit.SinCosPositions && VisionConfig.HiddenSize % 4 != 0)
+            throw new ArgumentException($"vision_position_init 'sincos' needs vision_config.hidden_size divisible by 4, got {VisionConfig.HiddenSize}.");
     }
 
     /// <summary>BLIP's ViT-B/16 model (<c>vit='base'</c>: 768 wide, 12 layers, 12 heads) with the BERT-base text model of <c>configs/med_config.json</c>.</summary>

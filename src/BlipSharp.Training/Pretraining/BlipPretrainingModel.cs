@@ -85,7 +85,7 @@ public sealed class BlipPretrainingModel : Module
         vision_model = new BlipVisionModel(Config.VisionConfig);
         text_encoder = new BlipTextModel(Config.TextConfig, addPoolingLayer: false);
         text_decoder = new BlipTextLMHeadModel(Config.TextConfig);
-        BlipWeightInit.VisionTransformer(vision_model);
+        BlipWeightInit.VisionTransformer(vision_model, Config.VisionPositionInit);
         BlipWeightInit.Bert(text_encoder, Config.TextConfig.InitializerRange);
         BlipWeightInit.Bert(text_decoder, Config.TextConfig.InitializerRange); // all but self-attention is then tied to the encoder's
         vision_proj = Linear(Config.VisionWidth, e);

@@ -14,6 +14,44 @@ namespace BlipSharp.Training.Pretraining;
 /// </summary>
 public static class BlipWeightInit
 {
+    /// <summary>Position embeddings from N(0, 0.02), as BLIP.</summary>
+    public const string TruncNormalPositions = "trunc_normal";
+
+    /// <summary>Position embeddings set to 2-D sine-cosine values (MAE's <c>get_2d_sincos_pos_embed</c>, the class token's row 0).</summary>
+    public const string SinCosPositions = "sincos";
+
+    /// <summary>
+    /// Writes MAE's <c>get_2d_sincos_pos_embed</c> into (1, 1+G*G, D): row 0 (the class token) is 0; patch (r, c)
+    /// gets the 1-D embedding of c in its first D/2 values and of r in the rest, each 1-D embedding being
+    /// sin(p w_k) then cos(p w_k) with w_k = 10000^(-k / (D/4)), k = 0..D/4-1. D must be a multiple of 4.
+    /// </summary>
+    /// <param name="positionEmbedding">(1, 1+G*G, D) parameter, filled in place.</param>
+    public static void SinCos2D(Tensor positionEmbedding)
+    {
+        ArgumentNullException.ThrowIfNull(positionEmbedding);
+        long tokens = positionEmbedding.shape[1], dim = positionEmbedding.shape[2];
+        long grid = (long)Math.Round(Math.Sqrt(tokens - 1));
+        if (grid * grid != tokens - 1) throw new ArgumentException($"{tokens} position rows are not 1 + a square grid", nameof(positionEmbedding));
+        if (dim % 4 != 0) throw new ArgumentException($"sine-cosine position embeddings need a width divisible by 4, not {dim}", nameof(positionEmbedding));
+        long quarter = dim / 4;
+        var values = new float[tokens * dim];
+        for (long r = 0; r < grid; r++)
+            for (long c = 0; c < grid; c++)
+            {
+                long row = (1 + r * grid + c) * dim;
+                for (long k = 0; k < quarter; k++)
+                {
+                    double omega = Math.Pow(10000.0, -(double)k / quarter);
+                    values[row + k] = (float)Math.Sin(c * omega);
+                    values[row + quarter + k] = (float)Math.Cos(c * omega);
+                    values[row + 2 * quarter + k] = (float)Math.Sin(r * omega);
+                    values[row + 3 * quarter + k] = (float)Math.Cos(r * omega);
+                }
+            }
+        using var filled = tensor(values, new long[] { 1, tokens, dim }, dtype: positionEmbedding.dtype);
+        positionEmbedding.copy_(filled);
+    }
+
     /// <summary>The standard deviation of BLIP's ViT init (<c>trunc_normal_(std=.02)</c>).</summary>
     public const double VisionStd = 0.02;
 
@@ -24,11 +62,22 @@ public static class BlipWeightInit
     /// as in BLIP (timm's <c>trunc_normal_</c> cuts at -2 and 2 absolute, i.e. +-100 std here).
     /// </summary>
     /// <param name="vision">The ViT to initialise in place.</param>
-    public static void VisionTransformer(BlipVisionModel vision)
+    /// <param name="positionInit"><see cref="TruncNormalPositions"/> (BLIP) or <see cref="SinCosPositions"/>.</param>
+    public static void VisionTransformer(BlipVisionModel vision, string positionInit = TruncNormalPositions)
     {
         ArgumentNullException.ThrowIfNull(vision);
         using var _ = no_grad();
-        TruncatedNormal(vision.embeddings.position_embedding, VisionStd);
+        switch (positionInit)
+        {
+            case TruncNormalPositions:
+                TruncatedNormal(vision.embeddings.position_embedding, VisionStd);
+                break;
+            case SinCosPositions:
+                SinCos2D(vision.embeddings.position_embedding);
+                break;
+            default:
+                throw new ArgumentException($"unknown vision_position_init '{positionInit}': use '{TruncNormalPositions}' or '{SinCosPositions}'", nameof(positionInit));
+        }
         TruncatedNormal(vision.embeddings.class_embedding, VisionStd);
         foreach (var (_, module) in vision.named_modules())
         {

@@ -70,4 +70,31 @@ public sealed class PretrainInitTests
         // Near-uniform logits: cross-entropy ln(40) = 3.69 with label smoothing 0.1 (smoothing a uniform prediction changes nothing).
         Assert.InRange(lm, Math.Log(TinyPretraining.Vocab) - 0.05, Math.Log(TinyPretraining.Vocab) + 0.05);
     }
+
+    [Fact]
+    public void SinCosPositionsFollowMaesTwoDimensionalLayout()
+    {
+        manual_seed(7);
+        var config = TinyPretraining.Config() with { VisionPositionInit = BlipWeightInit.SinCosPositions };
+        using var model = new BlipPretrainingModel(config);
+        var pos = model.vision_model.embeddings.position_embedding;            // (1, 1 + 2*2, 16): grid 2, quarter 4
+        Assert.True(pos[0, 0].eq(0).all().item<bool>(), "the class token's row is 0");
+        // Patch (r=1, c=0) is row 3: sin(0), cos(0) for the column, sin(1 * w_k), cos(1 * w_k) for the row.
+        var row = pos[0, 3].data<float>().ToArray();
+        for (int k = 0; k < 4; k++)
+        {
+            double w = Math.Pow(10000.0, -k / 4.0);
+            Assert.Equal(0f, row[k]);
+            Assert.Equal(1f, row[4 + k]);
+            Assert.Equal(Math.Sin(w), row[8 + k], 6);
+            Assert.Equal(Math.Cos(w), row[12 + k], 6);
+        }
+        // The momentum copy starts equal to it, as every momentum parameter.
+        Assert.True(model.vision_model_m.embeddings.position_embedding.eq(pos).all().item<bool>());
+
+        var unknown = Assert.Throws<ArgumentException>(() => (config with { VisionPositionInit = "learned" }).Validate());
+        Assert.Contains("vision_position_init 'learned'", unknown.Message);
+        var odd = config with { VisionConfig = config.VisionConfig with { HiddenSize = 18, IntermediateSize = 36 } };
+        Assert.Contains("divisible by 4", Assert.Throws<ArgumentException>(() => odd.Validate()).Message);
+    }
 }
