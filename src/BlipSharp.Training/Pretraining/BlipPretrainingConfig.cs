@@ -44,7 +44,7 @@ public sealed record BlipPretrainingConfig
 
     /// <summary>
     /// How the ViT's position embeddings start when training from scratch: <c>"trunc_normal"</c> (BLIP: N(0, 0.02))
-    /// or <c>"sincos"</c> (fixed 2-D sine-cosine values, as MAE, still learned from there). A checkpoint overwrites both.
+    /// or <c>"sincos"</c> (2-D sine-cosine start values in MAE's layout, learned from there). A checkpoint overwrites both.
     /// </summary>
     [JsonPropertyName("vision_position_init")] public string VisionPositionInit { get; init; } = BlipWeightInit.TruncNormalPositions;
 
