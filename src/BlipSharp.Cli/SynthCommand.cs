@@ -19,17 +19,18 @@ internal static class SynthCommand
         var val = new Option<int>("--val-images") { Description = "Images of the validation split.", DefaultValueFactory = _ => defaults.ValImages };
         var test = new Option<int>("--test-images") { Description = "Images of the test split.", DefaultValueFactory = _ => defaults.TestImages };
         var vqa = new Option<int>("--vqa-images") { Description = "Images with VQA questions.", DefaultValueFactory = _ => defaults.VqaImages };
+        var classify = new Option<int>("--classify-images") { Description = "Single-object images labelled with their shape (classify.json), to pretrain the ViT on.", DefaultValueFactory = _ => defaults.ClassifyImages };
         var shards = new Option<bool>("--shards") { Description = "Also write the pretraining split as WebDataset .tar shards." };
         var json = new Option<bool>("--json") { Description = "Print the summary as one JSON object." };
         var command = new Command("synth", "Write a synthetic image-text world to train on: noisy pretraining pairs, clean splits, VQA.")
         {
-            outDir, seed, noise, size, pretrain, human, val, test, vqa, shards, json,
+            outDir, seed, noise, size, pretrain, human, val, test, vqa, classify, shards, json,
         };
         command.SetAction(result =>
         {
             if (result.GetValue(size) < 16) throw new CliException($"--size must be at least 16 pixels, got {result.GetValue(size)}.");
             if (!(result.GetValue(noise) is >= 0 and <= 1)) throw new CliException($"--noise must be within 0..1, got {result.GetValue(noise).ToString(CultureInfo.InvariantCulture)}.");
-            foreach (var count in new[] { pretrain, human, val, test, vqa })
+            foreach (var count in new[] { pretrain, human, val, test, vqa, classify })
                 if (result.GetValue(count) < 0) throw new CliException($"{count.Name} cannot be negative, got {result.GetValue(count)}.");
             var options = new SyntheticWorldOptions
             {
@@ -41,6 +42,7 @@ internal static class SynthCommand
                 ValImages = result.GetValue(val),
                 TestImages = result.GetValue(test),
                 VqaImages = result.GetValue(vqa),
+                ClassifyImages = result.GetValue(classify),
                 WriteShards = result.GetValue(shards),
             };
             string dir = result.GetValue(outDir)!;
@@ -75,6 +77,7 @@ internal static class SynthCommand
             output.WriteLine($"  pretrain: {pretrainCount} images, {summary.PretrainNoisy} noisy captions{(summary.PretrainNoisy > 0 ? $" ({noiseParts})" : "")}");
             output.WriteLine($"  human: {images[SyntheticSplit.Human]} images; val: {images[SyntheticSplit.Val]}; test: {images[SyntheticSplit.Test]}");
             output.WriteLine($"  vqa: {images[SyntheticSplit.Vqa]} images, {summary.VqaTrainQuestions} train / {summary.VqaTestQuestions} test questions");
+            output.WriteLine($"  classify: {images[SyntheticSplit.Classify]} single-object images labelled with their shape");
             output.WriteLine($"  files: {string.Join(", ", summary.Files)}");
             return BlipCli.Success;
         });
@@ -103,6 +106,7 @@ internal static class SynthCommand
             "ValImages" => "--val-images",
             "TestImages" => "--test-images",
             "VqaImages" => "--vqa-images",
+            "ClassifyImages" => "--classify-images",
             _ => null,
         };
         return flag is null ? message : string.Create(CultureInfo.InvariantCulture, $"{flag}: {message}");

@@ -134,7 +134,7 @@ public static class SyntheticEvaluation
         ArgumentException.ThrowIfNullOrEmpty(testAnnotationFile);
         string configPath = Path.Combine(runDirectory, Trainer<ImageTextBatch>.ConfigFile);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{runDirectory} has no {Trainer<ImageTextBatch>.ConfigFile}: not a run folder.", configPath);
-        var config = TrainingConfigLoader.Load(configPath);
+        var config = TrainingConfigLoader.Load(configPath, ["model.vision_init=null"]); // the checkpoint holds every weight
         if (config.Task != PretrainingTrainingTask.Name)
             throw new InvalidDataException($"{configPath}: task '{config.Task}' is not '{PretrainingTrainingTask.Name}'.");
         string checkpoint = new CheckpointStore(Path.Combine(runDirectory, Trainer<ImageTextBatch>.CheckpointsDirectory)).Latest()

@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using BlipSharp.Processing;
+using BlipSharp.Training.Checkpoints;
 using BlipSharp.Training.Data;
 using BlipSharp.Training.Optimization;
 using BlipSharp.Training.Training;
@@ -30,7 +31,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
     /// <summary>The recipe's <c>task</c> name.</summary>
     public const string Name = "pretrain";
 
-    private static readonly string[] TaskKeys = ["tokenizer", "alpha", "max_text_length", "itc_weight", "itm_weight", "lm_weight"];
+    private static readonly string[] TaskKeys = ["tokenizer", "alpha", "max_text_length", "itc_weight", "itm_weight", "lm_weight", "vision_init"];
 
     private readonly PretrainingTask _task;
     private readonly BlipTokenizer _tokenizer;
@@ -93,6 +94,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
             ItmWeight = LossWeight(section, "itm_weight"),
             LmWeight = LossWeight(section, "lm_weight"),
         };
+        string? visionInit = Read(section, "vision_init", (string?)null);
         foreach (string key in TaskKeys) section.Remove(key);
 
         BlipPretrainingConfig model;
@@ -117,7 +119,22 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         context?.Log($"pretrain: ViT {model.VisionConfig.HiddenSize}x{model.VisionConfig.NumHiddenLayers} at {model.VisionConfig.ImageSize} px, "
             + $"text {model.TextConfig.HiddenSize}x{model.TextConfig.NumHiddenLayers}, queue {model.QueueSize}, alpha {alpha}"
             + (weights.ItcWeight == 1 && weights.ItmWeight == 1 && weights.LmWeight == 1 ? "" : $", loss weights itc {weights.ItcWeight} itm {weights.ItmWeight} lm {weights.LmWeight}"));
-        return new PretrainingTrainingTask(new BlipPretrainingModel(model, dtype: dtype), blipTokenizer, alpha, maxTextLength, weights);
+        var pretraining = new BlipPretrainingModel(model, dtype: dtype);
+        try
+        {
+            if (visionInit is not null)
+            {
+                // BLIP's vision encoder starts from a pretrained ViT (DeiT for ViT-B); the momentum copy starts equal to it.
+                PretrainedVisionEncoder.LoadForRecipe(pretraining.vision_model, visionInit, context?.Log ?? (_ => { }));
+                pretraining.CopyParamsToMomentum();
+            }
+            return new PretrainingTrainingTask(pretraining, blipTokenizer, alpha, maxTextLength, weights);
+        }
+        catch
+        {
+            pretraining.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The model must have a row for every token id, and the ids it starts, ends and pads texts with must be the tokenizer's.</summary>

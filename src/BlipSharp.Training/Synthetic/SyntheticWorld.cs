@@ -22,6 +22,9 @@ public enum SyntheticSplit
 
     /// <summary>Images with questions and answers.</summary>
     Vqa,
+
+    /// <summary>Single-object images labelled with their shape: the world's ImageNet, to pretrain the ViT on (task <c>classify</c>).</summary>
+    Classify,
 }
 
 /// <summary>What <see cref="SyntheticWorld.Generate"/> wrote.</summary>
@@ -88,6 +91,9 @@ public static class SyntheticWorld
     /// <summary>Options and counts.</summary>
     public const string ManifestFile = "manifest.json";
 
+    /// <summary>The classification split: BLIP annotation records whose caption is the object's shape ("circle").</summary>
+    public const string ClassifyFile = "classify.json";
+
     private static readonly JsonWriterOptions WriterOptions = new() { Indented = false };
 
     /// <summary>The JSON name of a noise kind (<c>"none"</c>, <c>"wrong_attribute"</c>, <c>"unrelated"</c>, <c>"filename"</c>, <c>"spam"</c>).</summary>
@@ -108,7 +114,8 @@ public static class SyntheticWorld
     public static Scene SceneFor(SyntheticWorldOptions options, SyntheticSplit split, int index)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return SceneSampler.Sample(SeededRandom.Create(options.Seed, (int)split, index, 0), options.ImageSize, options.TwoObjectProbability);
+        return SceneSampler.Sample(SeededRandom.Create(options.Seed, (int)split, index, 0), options.ImageSize,
+            split == SyntheticSplit.Classify ? 0 : options.TwoObjectProbability);
     }
 
     /// <summary>The relative path of an image ("images/test/000012.png").</summary>
@@ -133,6 +140,7 @@ public static class SyntheticWorld
         {
             (SyntheticSplit.Pretrain, options.PretrainImages), (SyntheticSplit.Human, options.HumanImages),
             (SyntheticSplit.Val, options.ValImages), (SyntheticSplit.Test, options.TestImages), (SyntheticSplit.Vqa, options.VqaImages),
+            (SyntheticSplit.Classify, options.ClassifyImages),
         };
         var scenes = new Dictionary<SyntheticSplit, Scene[]>();
         foreach (var (split, count) in counts)
@@ -207,6 +215,24 @@ public static class SyntheticWorld
             });
         }
 
+        var classify = scenes[SyntheticSplit.Classify];
+        if (classify.Length > 0)
+        {
+            WriteJson(outputDirectory, ClassifyFile, files, w =>
+            {
+                w.WriteStartArray();
+                for (int i = 0; i < classify.Length; i++)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("image", ImagePath(SyntheticSplit.Classify, i));
+                    w.WriteString("caption", Palette.Word(classify[i].Objects[0].Shape));
+                    w.WriteString("image_id", ImageId(SyntheticSplit.Classify, i));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            });
+        }
+
         var (trainQuestions, testQuestions) = WriteVqa(outputDirectory, options, scenes[SyntheticSplit.Vqa], files);
         if (options.WriteShards) WriteShards(outputDirectory, options, pretrain, pretrainRecords, files);
         var vocabulary = SyntheticVocabulary.Build(WorldTexts(outputDirectory, files));
@@ -242,7 +268,7 @@ public static class SyntheticWorld
     private static void Validate(SyntheticWorldOptions o)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(o.ImageSize, 16, nameof(o.ImageSize));
-        foreach (var (name, v) in new[] { (nameof(o.PretrainImages), o.PretrainImages), (nameof(o.HumanImages), o.HumanImages), (nameof(o.ValImages), o.ValImages), (nameof(o.TestImages), o.TestImages), (nameof(o.VqaImages), o.VqaImages) })
+        foreach (var (name, v) in new[] { (nameof(o.PretrainImages), o.PretrainImages), (nameof(o.HumanImages), o.HumanImages), (nameof(o.ValImages), o.ValImages), (nameof(o.TestImages), o.TestImages), (nameof(o.VqaImages), o.VqaImages), (nameof(o.ClassifyImages), o.ClassifyImages) })
             ArgumentOutOfRangeException.ThrowIfNegative(v, name);
         ArgumentOutOfRangeException.ThrowIfLessThan(o.HumanCaptionsPerImage, 1, nameof(o.HumanCaptionsPerImage));
         ArgumentOutOfRangeException.ThrowIfLessThan(o.EvalCaptionsPerImage, 1, nameof(o.EvalCaptionsPerImage));

@@ -26,7 +26,7 @@ public enum NoiseKind
 /// <param name="Spam">Weight of <see cref="NoiseKind.Spam"/>.</param>
 public sealed record NoiseMix(double WrongAttribute = 1, double Unrelated = 1, double FileName = 1, double Spam = 1);
 
-/// <summary>What <see cref="SyntheticWorld.Generate"/> writes. The defaults make about 2,900 64x64 images.</summary>
+/// <summary>What <see cref="SyntheticWorld.Generate"/> writes. The defaults make about 4,900 64x64 images.</summary>
 public sealed record SyntheticWorldOptions
 {
     /// <summary>Seeds everything; the same seed and options give byte-identical files.</summary>
@@ -73,6 +73,12 @@ public sealed record SyntheticWorldOptions
 
     /// <summary>How many times each answer is listed (VQA lists one answer per annotator; 3 gives full VQA accuracy to a right answer).</summary>
     public int AnswerCopies { get; init; } = 3;
+
+    /// <summary>
+    /// Single-object images labelled with their shape (<c>classify.json</c>), on which the tiny recipe pretrains its ViT
+    /// before BLIP pretraining, as BLIP starts from a ViT trained on ImageNet classes; 0 writes none.
+    /// </summary>
+    public int ClassifyImages { get; init; } = 2000;
 
     /// <summary>Also write the pretraining split as WebDataset shards (<c>.png</c> + <c>.json</c> per sample).</summary>
     public bool WriteShards { get; init; }

@@ -1,3 +1,4 @@
+using BlipSharp.Training.Classification;
 using BlipSharp.Training.Data;
 using BlipSharp.Training.Pretraining;
 
@@ -27,6 +28,7 @@ public static class TrainingTasks
     public static IReadOnlyDictionary<string, TrainingTaskFactory> BuiltIn { get; } = new Dictionary<string, TrainingTaskFactory>(StringComparer.Ordinal)
     {
         [PretrainingTrainingTask.Name] = PretrainingTrainingTask.Create,
+        [ClassificationTrainingTask.Name] = ClassificationTrainingTask.Create,
     };
 
     /// <summary>Every task name a recipe can use now: built-in and registered.</summary>

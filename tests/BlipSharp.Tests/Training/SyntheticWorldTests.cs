@@ -17,7 +17,7 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
 
     private static readonly SyntheticWorldOptions Small = new()
     {
-        Seed = 17, PretrainImages = 1000, HumanImages = 60, ValImages = 20, TestImages = 60, VqaImages = 50, WriteShards = true, ShardSize = 400,
+        Seed = 17, PretrainImages = 1000, HumanImages = 60, ValImages = 20, TestImages = 60, VqaImages = 50, ClassifyImages = 40, WriteShards = true, ShardSize = 400,
     };
 
     /// <summary>One object named in a caption: "large red circle ... on the left".</summary>
@@ -108,9 +108,26 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void TheClassifySplitLabelsEachSingleObjectImageWithItsShape()
+    {
+        var options = Small with { PretrainImages = 0, HumanImages = 0, ValImages = 0, TestImages = 0, VqaImages = 0, WriteShards = false };
+        SyntheticWorld.Generate(_dir, options);
+        var records = BlipAnnotations.Load(Path.Combine(_dir, SyntheticWorld.ClassifyFile), new AnnotationOptions { Strict = true });
+        Assert.Equal(40, records.Count);
+        for (int i = 0; i < records.Count; i++)
+        {
+            var scene = SyntheticWorld.SceneFor(options, SyntheticSplit.Classify, i);
+            Assert.Single(scene.Objects);
+            Assert.Equal(Palette.Word(scene.Objects[0].Shape), Assert.Single(records[i].Captions));
+            Assert.EndsWith(SyntheticWorld.ImagePath(SyntheticSplit.Classify, i), records[i].Image.Name, StringComparison.Ordinal);
+        }
+        Assert.True(records.Select(r => r.Captions[0]).Distinct().Count() >= 5, "40 images should show most of the 7 shapes");
+    }
+
+    [Fact]
     public void SameSeedGivesByteIdenticalFiles()
     {
-        var options = Small with { PretrainImages = 120, HumanImages = 10, ValImages = 5, TestImages = 10, VqaImages = 10, ShardSize = 50 };
+        var options = Small with { PretrainImages = 120, HumanImages = 10, ValImages = 5, TestImages = 10, VqaImages = 10, ClassifyImages = 12, ShardSize = 50 };
         string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b"), c = Path.Combine(_dir, "c");
         SyntheticWorld.Generate(a, options);
         SyntheticWorld.Generate(b, options);
@@ -118,7 +135,7 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
         var filesA = Directory.GetFiles(a, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(a, f)).Order(StringComparer.Ordinal).ToList();
         var filesB = Directory.GetFiles(b, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(b, f)).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(filesA, filesB);
-        Assert.Equal(120 + 10 + 5 + 10 + 10 + 3 + 8 + 3, filesA.Count); // images, 3 shards, 8 JSON files, 3 tokenizer files
+        Assert.Equal(120 + 10 + 5 + 10 + 10 + 12 + 3 + 9 + 3, filesA.Count); // images, 3 shards, 9 JSON files, 3 tokenizer files
         foreach (string f in filesA)
             Assert.True(File.ReadAllBytes(Path.Combine(a, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs between two runs with the same seed");
         Assert.False(File.ReadAllBytes(Path.Combine(a, SyntheticWorld.PretrainFile)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(c, SyntheticWorld.PretrainFile))));

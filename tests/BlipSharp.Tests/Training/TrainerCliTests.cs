@@ -137,7 +137,7 @@ public sealed class TrainerCliTests(TrainerWorld world) : IClassFixture<TrainerW
 
         (code, _, error) = Run("pretrain", "--config", recipe, "--set", "task=nope");
         Assert.Equal(BlipCli.UsageError, code);
-        Assert.Contains("blip: task 'nope' is not a known task (available: pretrain, test-contrastive)", error);
+        Assert.Contains("blip: task 'nope' is not a known task (available: classify, pretrain, test-contrastive)", error);
 
         (code, _, error) = Run("pretrain", "--config", recipe, "--set", "data.train_files=[\"missing.json\"]");
         Assert.Equal(BlipCli.UsageError, code);

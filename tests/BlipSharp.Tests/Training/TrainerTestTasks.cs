@@ -196,7 +196,7 @@ public sealed class TrainerWorld : IDisposable
         Directory = System.IO.Directory.CreateTempSubdirectory("blipsharp-trainer-").FullName;
         SyntheticWorld.Generate(Directory, new SyntheticWorldOptions
         {
-            Seed = 3, ImageSize = 32, PretrainImages = 48, HumanImages = 0, ValImages = 0, TestImages = 0, VqaImages = 0,
+            Seed = 3, ImageSize = 32, PretrainImages = 48, HumanImages = 0, ValImages = 0, TestImages = 0, VqaImages = 0, ClassifyImages = 0,
         });
         AnnotationFile = Path.Combine(Directory, SyntheticWorld.PretrainFile);
         ContrastiveTestTask.Register();
