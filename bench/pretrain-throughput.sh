@@ -37,13 +37,13 @@ echo "| recipe | image | batch | ViT checkpointing | steps timed | images/s | pe
 echo "|---|---|---|---|---|---|---|"
 
 $blip pretrain --config configs/pretrain-tiny.json --out "$work/tiny" --threads "$threads" \
-  --set "data.train_files=[\"$work/world/pretrain.json\"]" --set "model.tokenizer=$work/world/tokenizer" \
+  --set "data.train_files=[\"$work/world/pretrain.json\"]" --set "model.tokenizer=$work/world/tokenizer" --set model.vision_init=null \
   --set train.max_steps=120 --set output.log_every=10 --set output.checkpoint_every=0 --set output.checkpoint_at_epoch_end=false 2>/dev/null >/dev/null
 echo "| pretrain-tiny | 32 | 32 | no | 100 | $(summary "$work/tiny" 20) |"
 
 for ckpt in false true; do
   $blip pretrain --config configs/pretrain-base.json --out "$work/base-$ckpt" --threads "$threads" \
-    --set "data.train_files=[\"$work/world/pretrain.json\"]" --set "model.tokenizer=$tokenizer" --set data.batch_size=8 \
+    --set "data.train_files=[\"$work/world/pretrain.json\"]" --set "model.tokenizer=$tokenizer" --set model.vision_init=null --set data.batch_size=8 \
     --set data.workers=2 --set train.gradient_checkpointing=$ckpt --set "train.max_steps=$base_steps" --set output.log_every=1 \
     --set output.checkpoint_every=0 --set output.checkpoint_at_epoch_end=false 2>/dev/null >/dev/null
   echo "| pretrain-base | 224 | 8 | $([ $ckpt = true ] && echo yes || echo no) | $((base_steps - 1)) | $(summary "$work/base-$ckpt" 1) |"

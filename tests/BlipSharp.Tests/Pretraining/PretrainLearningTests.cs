@@ -7,12 +7,13 @@ using Xunit.Abstractions;
 namespace BlipSharp.Tests.Pretraining;
 
 /// <summary>
-/// Does pretraining learn? configs/pretrain-tiny.json, trained from scratch by the real <c>blip pretrain</c> on a world
-/// that <c>blip synth</c> writes, scored on the world's clean test split by <see cref="SyntheticEvaluation"/>
-/// (what <c>blip evaluate-synth</c> prints). The thresholds are about half the worst of three seeds measured (see
-/// bench/RESULTS.md, "Pretraining on the synthetic world"), and far above what an untrained model scores. Shapes and
-/// positions are not asserted because they are not learned: the shape in the captions is at chance (1 in 7) in every run
-/// measured, including one four times as long (issue 4 stays open on it).
+/// Does pretraining learn? As BLIP does (its ViT starts from DeiT, trained on ImageNet classes), the tiny ViT is first
+/// trained to classify the world's shapes (configs/vit-tiny.json, task classify), then configs/pretrain-tiny.json starts
+/// from it (model.vision_init) and learns from the noisy captions; both by the real <c>blip pretrain</c> on a world that
+/// <c>blip synth</c> writes, scored on the clean test split by <see cref="SyntheticEvaluation"/> (what
+/// <c>blip evaluate-synth</c> prints). Thresholds are measured values with margin (bench/RESULTS.md, "Third round").
+/// Colours, sizes and positions come from the captions alone; the shape in the captions is above chance but not yet
+/// right for most images (issue 4 stays open on it).
 /// </summary>
 public sealed class PretrainLearningTests(ITestOutputHelper output) : IDisposable
 {
@@ -31,13 +32,15 @@ public sealed class PretrainLearningTests(ITestOutputHelper output) : IDisposabl
 
     [Fact]
     [Trait("Category", "Training")]
-    public async Task TheTinyRecipeLearnsRetrievalAndColoursFromScratch()
+    public async Task TheTinyRecipeLearnsRetrievalColoursAndSomeShapeFromAPretrainedViT()
     {
-        string world = Path.Combine(_dir, "world"), run = Path.Combine(_dir, "run");
+        string world = Path.Combine(_dir, "world"), vit = Path.Combine(_dir, "vit"), run = Path.Combine(_dir, "run");
         await Blip("synth", "--out", world, "--size", "32", "--noise", "0.2", "--seed", "1");
+        await Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "vit-tiny.json"), "--out", vit, "--threads", "1",
+            "--set", $"data.train_files=[\"{Path.Combine(world, "classify.json")}\"]");
         await Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "pretrain-tiny.json"), "--out", run, "--threads", "1",
             "--set", $"data.train_files=[\"{Path.Combine(world, "pretrain.json")}\"]",
-            "--set", $"model.tokenizer={Path.Combine(world, "tokenizer")}",
+            "--set", $"model.tokenizer={Path.Combine(world, "tokenizer")}", "--set", $"model.vision_init={vit}",
             "--set", "output.checkpoint_every=0", "--set", "output.keep_checkpoints=1");
 
         var result = SyntheticEvaluation.EvaluateRun(run, Path.Combine(world, "test.json"));
@@ -47,8 +50,11 @@ public sealed class PretrainLearningTests(ITestOutputHelper output) : IDisposabl
 
         Assert.Equal(200, result.Images);
         Assert.Equal(0.005, result.ChanceImageToTextR1, 1e-9);                           // one of 200 images' 5 captions
-        Assert.InRange(result.ImageToTextR1, 0.04, 1.0);  // measured 9.5 %, 20 %, 14.5 % (seeds 1, 2, 3); chance 0.5 %
-        Assert.InRange(result.TextToImageR1, 0.02, 1.0);  // measured 14.4 %, 14 %, 4.0 %; chance 0.5 %
-        Assert.InRange(result.ColourAccuracy, 0.60, 1.0); // measured 95 %, 91.5 %, 85.5 %; chance 1 in 8
+        // Measured on this world (seed 1): 35.5 %, 7.1 %, 86 %, 33.5 %. From a ViT trained from scratch (seeds 1, 2, 3):
+        // image->text 9.5 %, 20 %, 14.5 %; text->image 14.4 %, 14 %, 4.0 %; colour 95 %, 91.5 %, 85.5 %; shape 12-24 %.
+        Assert.InRange(result.ImageToTextR1, 0.18, 1.0);  // chance 0.5 %
+        Assert.InRange(result.TextToImageR1, 0.035, 1.0); // chance 0.5 %
+        Assert.InRange(result.ColourAccuracy, 0.60, 1.0); // chance 1 in 8
+        Assert.InRange(result.ShapeAccuracy, 0.22, 1.0);  // chance 1 in 7
     }
 }

@@ -24,7 +24,7 @@ public sealed class TrainerPretrainTaskTests(TrainerWorld world) : IClassFixture
         "--set", "data.workers=1", "--set", $"model.tokenizer={Path.Combine(world.Directory, SyntheticVocabulary.DirectoryName)}", "--set", "model.vision_config.image_size=32",
         "--set", "model.vision_config.hidden_size=32", "--set", "model.vision_config.intermediate_size=64", "--set", "model.vision_config.num_hidden_layers=2",
         "--set", "model.text_config.hidden_size=32", "--set", "model.text_config.intermediate_size=64", "--set", "model.text_config.num_hidden_layers=1",
-        "--set", "model.embed_dim=16", "--set", "model.queue_size=16", "--set", "train.warmup_steps=2", "--set", "output.log_every=1",
+        "--set", "model.vision_init=null", "--set", "model.embed_dim=16", "--set", "model.queue_size=16", "--set", "train.warmup_steps=2", "--set", "output.log_every=1",
         "--set", "output.checkpoint_every=2", .. more.SelectMany(m => new[] { "--set", m }),
     ];
 
