@@ -101,12 +101,12 @@ public sealed class ClassificationTrainingTask : ITrainingTask<ImageTextBatch>
         if (vision.ImageSize != config.Data.ImageSize)
             throw new TrainingConfigException("model.vision_config.image_size", $"({vision.ImageSize}) must equal data.image_size ({config.Data.ImageSize})");
 
-        double smoothing = Read(section, "label_smoothing", 0.1);
+        double smoothing = ModelSection.Read(section, "label_smoothing", 0.1);
         if (!(smoothing >= 0 && smoothing < 1)) throw new TrainingConfigException("model.label_smoothing", $"must be within [0, 1) (got {smoothing})");
-        string positionInit = Read(section, "vision_position_init", BlipWeightInit.TruncNormalPositions);
+        string positionInit = ModelSection.Read(section, "vision_position_init", BlipWeightInit.TruncNormalPositions);
         if (positionInit is not (BlipWeightInit.TruncNormalPositions or BlipWeightInit.SinCosPositions))
             throw new TrainingConfigException("model.vision_position_init", $"'{positionInit}' is unknown: use '{BlipWeightInit.TruncNormalPositions}' or '{BlipWeightInit.SinCosPositions}'");
-        string? init = Read(section, "vision_init", (string?)null);
+        string? init = ModelSection.Read(section, "vision_init", (string?)null);
 
         var classes = ReadClasses(section, context.Dataset);
         var model = new VisionClassifier(vision, classes.Count, positionInit);
@@ -206,18 +206,4 @@ public sealed class ClassificationTrainingTask : ITrainingTask<ImageTextBatch>
 
     /// <inheritdoc/>
     public void Dispose() => Classifier.Dispose();
-
-    private static T Read<T>(JsonObject section, string key, T fallback)
-    {
-        var node = section[key];
-        if (node is null) return fallback;
-        try
-        {
-            return node.GetValue<T>();
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException)
-        {
-            throw new TrainingConfigException("model." + key, $"has a value of the wrong type (got {node.ToJsonString()})");
-        }
-    }
 }

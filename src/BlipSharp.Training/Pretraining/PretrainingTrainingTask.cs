@@ -82,10 +82,10 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
             if (!known.Contains(key, StringComparer.Ordinal))
                 throw new TrainingConfigException("model." + key, $"is not a known key of the pretrain task (known: {string.Join(", ", known)})");
 
-        string tokenizer = Read(section, "tokenizer", (string?)null)
+        string tokenizer = ModelSection.Read(section, "tokenizer", (string?)null)
             ?? throw new TrainingConfigException("model.tokenizer", "must name the tokenizer: a folder with vocab.txt or a hub id such as Salesforce/blip-image-captioning-base");
-        double alpha = Read(section, "alpha", AlphaSchedule.BlipAlpha);
-        int maxTextLength = Read(section, "max_text_length", 30);
+        double alpha = ModelSection.Read(section, "alpha", AlphaSchedule.BlipAlpha);
+        int maxTextLength = ModelSection.Read(section, "max_text_length", 30);
         if (!(alpha >= 0 && alpha <= 1)) throw new TrainingConfigException("model.alpha", $"must be within 0..1 (got {alpha})");
         if (maxTextLength < 2) throw new TrainingConfigException("model.max_text_length", $"must be at least 2 (got {maxTextLength})");
         var weights = new PretrainingTaskOptions
@@ -94,7 +94,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
             ItmWeight = LossWeight(section, "itm_weight"),
             LmWeight = LossWeight(section, "lm_weight"),
         };
-        string? visionInit = Read(section, "vision_init", (string?)null);
+        string? visionInit = ModelSection.Read(section, "vision_init", (string?)null);
         foreach (string key in TaskKeys) section.Remove(key);
 
         BlipPretrainingConfig model;
@@ -166,7 +166,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
 
     private static double LossWeight(JsonObject section, string key)
     {
-        double weight = Read(section, key, 1.0);
+        double weight = ModelSection.Read(section, key, 1.0);
         if (!(weight >= 0 && double.IsFinite(weight))) throw new TrainingConfigException("model." + key, $"must be a finite weight of at least 0 (got {weight})");
         return weight;
     }
@@ -188,18 +188,4 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
 
     /// <inheritdoc />
     public void Dispose() => _task.Model.Dispose();
-
-    private static T Read<T>(JsonObject section, string key, T fallback)
-    {
-        var node = section[key];
-        if (node is null) return fallback;
-        try
-        {
-            return node.GetValue<T>();
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException)
-        {
-            throw new TrainingConfigException("model." + key, $"has a value of the wrong type (got {node.ToJsonString()})");
-        }
-    }
 }
