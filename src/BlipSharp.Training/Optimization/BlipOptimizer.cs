@@ -45,7 +45,7 @@ public static class BlipOptimizer
     public static AdamW CreateAdamW(IReadOnlyList<ParameterGroup> groups, AdamWOptions? options = null)
     {
         options ??= new AdamWOptions();
-        var torchGroups = groups.Select(g => new AdamW.ParamGroup(g.Parameters.Select(p => p.Parameter), lr: options.LearningRate,
+        var torchGroups = groups.Select(g => new AdamW.ParamGroup(g.Parameters.Select(p => p.Parameter), lr: options.LearningRate * g.LearningRateScale,
             beta1: options.Beta1, beta2: options.Beta2, eps: options.Eps, weight_decay: g.WeightDecay)).ToList();
         return new AdamW(torchGroups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
     }
@@ -55,5 +55,17 @@ public static class BlipOptimizer
     {
         if (learningRate < 0 || double.IsNaN(learningRate)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "must be non-negative.");
         foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+    }
+
+    /// <summary>
+    /// Sets each parameter group's learning rate to <paramref name="learningRate"/> times its scale;
+    /// <paramref name="scales"/> holds one multiplier per group, in the optimizer's order.
+    /// </summary>
+    public static void SetLearningRate(OptimizerHelper optimizer, double learningRate, IReadOnlyList<double> scales)
+    {
+        if (learningRate < 0 || double.IsNaN(learningRate)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "must be non-negative.");
+        var groups = optimizer.ParamGroups.ToArray();
+        if (groups.Length != scales.Count) throw new ArgumentException($"{scales.Count} scales for {groups.Length} parameter groups", nameof(scales));
+        for (int i = 0; i < groups.Length; i++) groups[i].LearningRate = learningRate * scales[i];
     }
 }

@@ -2,7 +2,7 @@ namespace BlipSharp.Training.Optimization;
 
 /// <summary>
 /// The learning-rate schedules of salesforce/BLIP's <c>utils.py</c>, as pure functions of the position in training.
-/// Apply the value with <see cref="BlipOptimizer.SetLearningRate"/>. pretrain.py: <see cref="Step"/> at the start
+/// Apply the value with <see cref="BlipOptimizer.SetLearningRate(TorchSharp.Modules.OptimizerHelper, double)"/>. pretrain.py: <see cref="Step"/> at the start
 /// of every epoch and <see cref="Warmup"/> at every batch of epoch 0; the fine-tuning scripts: <see cref="Cosine"/>
 /// at the start of every epoch.
 /// </summary>

@@ -68,6 +68,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     private readonly TrainerOptions _options;
     private readonly TrainedParameter[] _parameters;
     private readonly AdamW _optimizer;
+    private readonly double[] _learningRateScales;
     private readonly CheckpointStore _store;
     private readonly Action<string> _log;
 
@@ -91,7 +92,15 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         var model = task.Model;
         var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
         foreach (var (name, p) in model.named_parameters()) names.TryAdd(p, name); // a shared (tied) parameter keeps its first name
-        var groups = task.ParameterGroups(options.WeightDecay);
+        IReadOnlyList<ParameterGroup> groups;
+        try
+        {
+            groups = ParameterGroups.ScaleLearningRates(task.ParameterGroups(options.WeightDecay), options.LearningRateScales);
+        }
+        catch (ArgumentException e) when (e.ParamName == "scales")
+        {
+            throw new TrainingConfigException("train.lr_scales", e.Message[..e.Message.IndexOf(" (Parameter", StringComparison.Ordinal)]);
+        }
         var grouped = new List<(string Name, ParameterGroup Group)>();
         var seen = new Dictionary<string, ParameterGroup>(StringComparer.Ordinal);
         foreach (var g in groups)
@@ -146,9 +155,11 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         // AdamW over the parameters it updates (the masters under bfloat16), in the task's groups.
         var optimized = _parameters.ToDictionary(p => p.Name, p => p.Optimized, StringComparer.Ordinal);
         var optimizerGroups = groups
-            .Select(g => new ParameterGroup(g.Name, grouped.Where(x => ReferenceEquals(x.Group, g)).Select(x => (x.Name, optimized[x.Name])).ToArray(), g.WeightDecay))
+            .Select(g => new ParameterGroup(g.Name, grouped.Where(x => ReferenceEquals(x.Group, g)).Select(x => (x.Name, optimized[x.Name])).ToArray(),
+                g.WeightDecay, g.LearningRateScale))
             .Where(g => g.Parameters.Count > 0)
             .ToArray();
+        _learningRateScales = optimizerGroups.Select(g => g.LearningRateScale).ToArray();
         _optimizer = BlipOptimizer.CreateAdamW(optimizerGroups, new AdamWOptions
         {
             LearningRate = options.Schedule.LearningRate(default),
@@ -447,7 +458,7 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
     {
         using var scope = NewDisposeScope();
         ClearGradients();
-        BlipOptimizer.SetLearningRate(_optimizer, lr);
+        BlipOptimizer.SetLearningRate(_optimizer, lr, _learningRateScales);
         double lossSum = 0;
         var sums = new Dictionary<string, double>(StringComparer.Ordinal);
         int samples = 0;

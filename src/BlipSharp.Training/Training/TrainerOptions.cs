@@ -20,6 +20,12 @@ public sealed record TrainerOptions
     /// <summary>AdamW's weight decay, handed to the task's <see cref="ITrainingTask{TBatch}.ParameterGroups"/> (BLIP: 0.05 on every parameter).</summary>
     public double WeightDecay { get; init; } = 0.05;
 
+    /// <summary>
+    /// Learning-rate multipliers by module name (<c>vision_model</c> covers <c>vision_model.*</c>; 0 freezes it);
+    /// null or empty: every parameter follows the schedule. See <see cref="Optimization.ParameterGroups.ScaleLearningRates"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, double>? LearningRateScales { get; init; }
+
     /// <summary>AdamW's betas.</summary>
     public (double Beta1, double Beta2) Betas { get; init; } = (0.9, 0.999);
 
@@ -83,6 +89,7 @@ public sealed record TrainerOptions
             Epochs = t.Epochs,
             MaxSteps = t.MaxSteps,
             WeightDecay = t.WeightDecay,
+            LearningRateScales = t.LrScales,
             Betas = (t.Betas[0], t.Betas[1]),
             Eps = t.Eps,
             GradientAccumulationSteps = t.GradAccumSteps,

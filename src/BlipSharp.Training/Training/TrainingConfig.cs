@@ -148,6 +148,13 @@ public sealed record TrainConfig
     /// <summary>AdamW's decoupled weight decay (BLIP: 0.05).</summary>
     public double WeightDecay { get; init; } = 0.05;
 
+    /// <summary>
+    /// Learning-rate multipliers by module name, e.g. <c>{"vision_model": 0.1}</c>: that module's parameters train at
+    /// the schedule's rate times the value (0 freezes them). Empty (BLIP): one rate for every parameter. A name that
+    /// matches no trained parameter is an error.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> LrScales { get; init; } = new Dictionary<string, double>();
+
     /// <summary>AdamW's betas (PyTorch's defaults, which BLIP uses).</summary>
     public IReadOnlyList<double> Betas { get; init; } = [0.9, 0.999];
 
@@ -192,6 +199,9 @@ public sealed record TrainConfig
         if (WarmupSteps < 0) throw new TrainingConfigException("train.warmup_steps", $"must be at least 0 (got {WarmupSteps})");
         if (!(LrDecayRate > 0)) throw new TrainingConfigException("train.lr_decay_rate", $"must be positive (got {LrDecayRate})");
         if (!(WeightDecay >= 0)) throw new TrainingConfigException("train.weight_decay", $"must be at least 0 (got {WeightDecay})");
+        foreach (var (module, scale) in LrScales)
+            if (!(scale >= 0) || double.IsInfinity(scale))
+                throw new TrainingConfigException($"train.lr_scales.{module}", $"must be a finite number at least 0 (got {scale})");
         if (Betas.Count != 2 || Betas.Any(b => !(b >= 0 && b < 1)))
             throw new TrainingConfigException("train.betas", $"must be two numbers within [0, 1) (got [{string.Join(", ", Betas)}])");
         if (!(Eps > 0)) throw new TrainingConfigException("train.eps", $"must be positive (got {Eps})");

@@ -46,6 +46,36 @@ public sealed class PretrainOptimizationTests
     }
 
     [Fact]
+    public void LearningRateScalesSplitEachDecayGroupByModule()
+    {
+        using var model = TinyPretraining.Model();
+        var groups = ParameterGroups.Build(model.TrainableParameters(), 0.05, WeightDecayPolicy.NoDecayOnBiasNormAndEmbeddings);
+        var scaled = ParameterGroups.ScaleLearningRates(groups, new Dictionary<string, double> { ["vision_model"] = 0.1, ["vision_model.post_layernorm"] = 0 });
+        Assert.Equal(["decay", "decay:vision_model", "no_decay", "no_decay:vision_model", "no_decay:vision_model.post_layernorm"], scaled.Select(g => g.Name));
+        Assert.Equal([1.0, 0.1, 1.0, 0.1, 0.0], scaled.Select(g => g.LearningRateScale));
+        Assert.Equal([0.05, 0.05, 0.0, 0.0, 0.0], scaled.Select(g => g.WeightDecay));
+        // Every parameter once, in the group its longest matching module names; the projection is not the ViT.
+        Assert.Equal(groups.Sum(g => g.Parameters.Count), scaled.Sum(g => g.Parameters.Count));
+        Assert.All(scaled[1].Parameters.Concat(scaled[3].Parameters), p => Assert.StartsWith("vision_model.", p.Name));
+        Assert.Equal(["vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias"], scaled[4].Parameters.Select(p => p.Name));
+        Assert.Contains(scaled[0].Parameters, p => p.Name == "vision_proj.weight");
+        Assert.DoesNotContain(scaled[0].Parameters.Concat(scaled[2].Parameters), p => p.Name.StartsWith("vision_model.", StringComparison.Ordinal));
+        Assert.Same(groups, ParameterGroups.ScaleLearningRates(groups, new Dictionary<string, double>()));
+
+        using var optimizer = BlipOptimizer.CreateAdamW(scaled, new AdamWOptions { LearningRate = 2e-3 });
+        Assert.Equal([2e-3, 2e-4, 2e-3, 2e-4, 0.0], optimizer.ParamGroups.Select(g => g.LearningRate), new ToleranceComparer(1e-18));
+        BlipOptimizer.SetLearningRate(optimizer, 1e-3, scaled.Select(g => g.LearningRateScale).ToArray());
+        Assert.Equal([1e-3, 1e-4, 1e-3, 1e-4, 0.0], optimizer.ParamGroups.Select(g => g.LearningRate), new ToleranceComparer(1e-18));
+    }
+
+    private sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
+    {
+        public bool Equals(double x, double y) => Math.Abs(x - y) <= tolerance;
+
+        public int GetHashCode(double obj) => 0;
+    }
+
+    [Fact]
     public void AdamWStepIsTorchsDecoupledUpdate()
     {
         // One scalar parameter, gradient g: torch's AdamW step 1 gives p(1 - lr wd) - lr g / (|g| + eps) (bias

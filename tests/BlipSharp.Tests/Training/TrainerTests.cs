@@ -276,4 +276,51 @@ public sealed class TrainerTests(TrainerWorld world) : IClassFixture<TrainerWorl
         Assert.Contains("parameters 'a.weight' and 'b.weight' are one tied tensor", e.Message);
         Assert.Equal(ScalarType.Float32, bf16.Model.parameters().First().dtype); // refused before anything was converted
     }
+
+    /// <summary>The regression task's weight and bias before and after one optimizer step of <paramref name="overrides"/>.</summary>
+    private (Tensor Weight, Tensor Bias, Tensor NewWeight, Tensor NewBias) OneStep(params string[] overrides)
+    {
+        string run = world.NewRunDir();
+        try
+        {
+            var recipe = world.Recipe(run, [.. overrides, "train.max_steps=1", "train.warmup_steps=0"]);
+            manual_seed(1);
+            var dataset = TrainingData.LoadDataset(recipe.Data);
+            using var task = new RegressionTestTask(recipe.Data.ImageSize);
+            var linear = (Linear)((Sequential)task.Model).children().Last();
+            Tensor weight = linear.weight!.detach().clone(), bias = linear.bias!.detach().clone();
+            using var trainer = new Trainer<ImageTextBatch>(task, new ImageTextBatchSource(TrainingData.CreateLoader(dataset, recipe.Data, recipe.Seed)),
+                TrainerOptions.FromConfig(recipe));
+            Assert.True(trainer.Run().Completed);
+            Assert.Equal(1e-3, Metrics(run).Single().GetProperty("lr").GetDouble(), 15); // the schedule's rate is logged, not a group's
+            return (weight, bias, linear.weight!.detach().clone(), linear.bias!.detach().clone());
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void LearningRateScalesMultiplyAModulesStepAndZeroFreezesIt()
+    {
+        var (w, b, w1, b1) = OneStep();
+        var (w2, b2, w2After, b2After) = OneStep("""train.lr_scales={"linear.weight": 0.25, "linear.bias": 0}""");
+        Assert.True(w.allclose(w2, 0, 0) && b.allclose(b2, 0, 0)); // same start
+        // AdamW's first step is -lr (wd p + g / (|g| + eps)): linear in the learning rate, so the move is a quarter.
+        using var full = w1 - w;
+        using var quarter = w2After - w2;
+        Assert.True(full.abs().max().item<float>() > 1e-4, "the unscaled step must move the weight");
+        double diff = (quarter - full * 0.25).abs().max().item<float>();
+        Assert.True(diff <= 1e-3 * full.abs().max().item<float>(), $"scaled step differs from a quarter by {diff:E3}");
+        Assert.False((b1 - b).abs().max().item<float>() == 0, "the unscaled step must move the bias");
+        Assert.True(b2After.eq(b2).all().ToBoolean(), "a scale of 0 must leave the bias unchanged");
+
+        // A module that names no parameter, or a negative scale, is a recipe error naming the key.
+        var unknown = Assert.Throws<TrainingConfigException>(() => OneStep("""train.lr_scales={"vision_model": 0.1}"""));
+        Assert.Equal("train.lr_scales", unknown.Key);
+        Assert.Contains("'vision_model', which names no trained parameter (names start with: linear)", unknown.Message);
+        var negative = Assert.Throws<TrainingConfigException>(() => world.Recipe(Path.Combine(world.Directory, "not-created"), """train.lr_scales={"linear": -1}"""));
+        Assert.Equal("train.lr_scales.linear", negative.Key);
+    }
 }
