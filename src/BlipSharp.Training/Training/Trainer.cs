@@ -99,7 +99,8 @@ public sealed class Trainer<TBatch> : IDisposable where TBatch : IDisposable
         }
         catch (ArgumentException e) when (e.ParamName == "scales")
         {
-            throw new TrainingConfigException("train.lr_scales", e.Message[..e.Message.IndexOf(" (Parameter", StringComparison.Ordinal)]);
+            int suffix = e.Message.LastIndexOf(" (Parameter", StringComparison.Ordinal); // ArgumentException appends the parameter's name
+            throw new TrainingConfigException("train.lr_scales", suffix >= 0 ? e.Message[..suffix] : e.Message);
         }
         var grouped = new List<(string Name, ParameterGroup Group)>();
         var seen = new Dictionary<string, ParameterGroup>(StringComparer.Ordinal);
