@@ -11,7 +11,7 @@ namespace BlipSharp.Tests.Pretraining;
 /// trained to classify the world's shapes (configs/vit-tiny.json, task classify), then configs/pretrain-tiny.json starts
 /// from it (model.vision_init) and learns from the noisy captions; both by the real <c>blip pretrain</c> on a world that
 /// <c>blip synth</c> writes, scored on the clean test split by <see cref="SyntheticEvaluation"/> (what
-/// <c>blip evaluate-synth</c> prints). Thresholds are measured values with margin (bench/RESULTS.md, "Third round").
+/// <c>blip evaluate-synth</c> prints). Thresholds are measured values with margin (bench/RESULTS.md, "Fourth round").
 /// Colours, sizes and positions come from the captions alone; the shape in the captions is above chance but not yet
 /// right for most images (issue 4 stays open on it).
 /// </summary>
@@ -50,11 +50,12 @@ public sealed class PretrainLearningTests(ITestOutputHelper output) : IDisposabl
 
         Assert.Equal(200, result.Images);
         Assert.Equal(0.005, result.ChanceImageToTextR1, 1e-9);                           // one of 200 images' 5 captions
-        // Measured on this world (seed 1): 35.5 %, 7.1 %, 86 %, 33.5 %. From a ViT trained from scratch (seeds 1, 2, 3):
+        // Measured on this world (seed 1), the ViT at 0.3x the lr (train.lr_scales): 30 %, 9.8 %, 88.5 %, 46.5 %; with one
+        // lr for all (the recipe before): 35.5 %, 7.1 %, 86 %, 33.5 %. From a ViT trained from scratch (seeds 1, 2, 3):
         // image->text 9.5 %, 20 %, 14.5 %; text->image 14.4 %, 14 %, 4.0 %; colour 95 %, 91.5 %, 85.5 %; shape 12-24 %.
-        Assert.InRange(result.ImageToTextR1, 0.18, 1.0);  // chance 0.5 %
-        Assert.InRange(result.TextToImageR1, 0.035, 1.0); // chance 0.5 %
+        Assert.InRange(result.ImageToTextR1, 0.20, 1.0);  // chance 0.5 %
+        Assert.InRange(result.TextToImageR1, 0.065, 1.0); // chance 0.5 %
         Assert.InRange(result.ColourAccuracy, 0.60, 1.0); // chance 1 in 8
-        Assert.InRange(result.ShapeAccuracy, 0.22, 1.0);  // chance 1 in 7
+        Assert.InRange(result.ShapeAccuracy, 0.31, 1.0);  // chance 1 in 7
     }
 }

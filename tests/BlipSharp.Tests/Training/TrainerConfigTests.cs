@@ -24,6 +24,7 @@ public sealed class TrainerConfigTests
         Assert.Equal((20, 3e-4, 1e-6, 1e-6, 3000), (t.Epochs, t.Lr, t.MinLr, t.WarmupLr, t.WarmupSteps));
         Assert.Equal((LearningRateDecay.Step, 0.9, 0.05), (t.LrDecay, t.LrDecayRate, t.WeightDecay));
         Assert.Equal([0.9, 0.999], t.Betas);
+        Assert.Empty(t.LrScales); // one learning rate for every parameter, as BLIP
         Assert.True(t.GradientCheckpointing);
         Assert.Equal(57600, (int)c.Model["queue_size"]!);
         Assert.Equal(0.4, (double)c.Model["alpha"]!);
@@ -57,7 +58,7 @@ public sealed class TrainerConfigTests
         [
             "train.lr=1e-4", "train.precision=bfloat16", "train.clip_grad_norm=1.5", "output.dir=runs/x y",
             "data.train_files=[\"b.json\",\"c.json\"]", "train.betas=[0.9,0.98]", "model.queue_size=1024", "model.vision_config.hidden_size=64",
-            "train.max_steps=null", "seed=3",
+            "train.max_steps=null", "seed=3", "train.lr_scales.vision_model=0.3",
         ]);
         Assert.Equal(1e-4, c.Train.Lr);
         Assert.Equal(Precision.BFloat16, c.Train.Precision);
@@ -69,6 +70,7 @@ public sealed class TrainerConfigTests
         Assert.Equal(64, (int)c.Model["vision_config"]!["hidden_size"]!);
         Assert.Null(c.Train.MaxSteps);
         Assert.Equal(3, c.Seed);
+        Assert.Equal(0.3, Assert.Single(c.Train.LrScales, kv => kv.Key == "vision_model").Value);
     }
 
     [Theory]
