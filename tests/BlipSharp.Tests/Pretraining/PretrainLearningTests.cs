@@ -1,4 +1,3 @@
-using BlipSharp.Cli;
 using BlipSharp.Tests.TestSupport;
 using BlipSharp.Training.Evaluation;
 using Xunit;
@@ -21,24 +20,22 @@ public sealed class PretrainLearningTests(ITestOutputHelper output) : IDisposabl
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static async Task<string> Blip(params string[] args)
+    private static string Blip(params string[] args)
     {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await BlipCli.RunAsync(args, stdout, stderr);
+        var (code, stdout, stderr) = CliRunner.Run(args);
         Assert.True(code == 0, $"blip {string.Join(" ", args)} exited with {code}: {stderr}");
-        return stdout.ToString();
+        return stdout;
     }
 
     [Fact]
     [Trait("Category", "Training")]
-    public async Task TheTinyRecipeLearnsRetrievalColoursAndSomeShapeFromAPretrainedViT()
+    public void TheTinyRecipeLearnsRetrievalColoursAndSomeShapeFromAPretrainedViT()
     {
         string world = Path.Combine(_dir, "world"), vit = Path.Combine(_dir, "vit"), run = Path.Combine(_dir, "run");
-        await Blip("synth", "--out", world, "--size", "32", "--noise", "0.2", "--seed", "1");
-        await Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "vit-tiny.json"), "--out", vit, "--threads", "1",
+        Blip("synth", "--out", world, "--size", "32", "--noise", "0.2", "--seed", "1");
+        Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "vit-tiny.json"), "--out", vit, "--threads", "1",
             "--set", $"data.train_files=[\"{Path.Combine(world, "classify.json")}\"]");
-        await Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "pretrain-tiny.json"), "--out", run, "--threads", "1",
+        Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "pretrain-tiny.json"), "--out", run, "--threads", "1",
             "--set", $"data.train_files=[\"{Path.Combine(world, "pretrain.json")}\"]",
             "--set", $"model.tokenizer={Path.Combine(world, "tokenizer")}", "--set", $"model.vision_init={vit}",
             "--set", "output.checkpoint_every=0", "--set", "output.keep_checkpoints=1");
