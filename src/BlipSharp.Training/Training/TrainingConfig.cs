@@ -59,6 +59,12 @@ public sealed record DataConfig
     /// <summary>Largest area fraction of the random resized crop.</summary>
     public double MaxScale { get; init; } = 1.0;
 
+    /// <summary>Smallest aspect ratio (width / height) of the random resized crop (torchvision's and BLIP's 3/4).</summary>
+    public double MinRatio { get; init; } = 3.0 / 4.0;
+
+    /// <summary>Largest aspect ratio of the random resized crop (4/3); <c>min_ratio = max_ratio = 1</c> crops without distorting shapes.</summary>
+    public double MaxRatio { get; init; } = 4.0 / 3.0;
+
     /// <summary>Apply BLIP's RandomAugment (2 ops, magnitude 5).</summary>
     public bool RandAugment { get; init; } = true;
 
@@ -91,6 +97,8 @@ public sealed record DataConfig
         Positive(Prefetch, "data.prefetch");
         if (!(MinScale > 0 && MinScale <= MaxScale && MaxScale <= 1))
             throw new TrainingConfigException("data.min_scale", $"and data.max_scale must satisfy 0 < min_scale <= max_scale <= 1 (got {MinScale} and {MaxScale})");
+        if (!(MinRatio > 0 && MinRatio <= MaxRatio && double.IsFinite(MaxRatio)))
+            throw new TrainingConfigException("data.min_ratio", $"and data.max_ratio must satisfy 0 < min_ratio <= max_ratio (got {MinRatio} and {MaxRatio})");
         if (!(FlipProbability >= 0 && FlipProbability <= 1)) throw new TrainingConfigException("data.flip_probability", $"must be within 0..1 (got {FlipProbability})");
     }
 

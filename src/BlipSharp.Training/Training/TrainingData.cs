@@ -25,15 +25,7 @@ public static class TrainingData
     {
         ArgumentNullException.ThrowIfNull(dataset);
         ArgumentNullException.ThrowIfNull(data);
-        var transform = new BlipTrainTransform(new BlipTrainTransformOptions
-        {
-            ImageSize = data.ImageSize,
-            MinScale = data.MinScale,
-            MaxScale = data.MaxScale,
-            FlipProbability = data.FlipProbability,
-            RandAugment = data.RandAugment ? new RandomAugmentOptions() : null,
-        });
-        var loader = new ImageTextLoader(dataset, transform, new DataLoaderOptions
+        var loader = new ImageTextLoader(dataset, TrainTransform(data), new DataLoaderOptions
         {
             BatchSize = data.BatchSize,
             Shuffle = true,
@@ -49,5 +41,22 @@ public static class TrainingData
         if (loader.BatchesPerEpoch == 0)
             throw new TrainingConfigException("data.batch_size", $"({data.BatchSize}) is larger than the dataset ({dataset.Count} samples): an epoch has no complete batch");
         return loader;
+    }
+
+    /// <summary>BLIP's train transform with the <c>data</c> section's crop, flip and RandomAugment settings.</summary>
+    /// <param name="data">The <c>data</c> section.</param>
+    public static BlipTrainTransform TrainTransform(DataConfig data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        return new BlipTrainTransform(new BlipTrainTransformOptions
+        {
+            ImageSize = data.ImageSize,
+            MinScale = data.MinScale,
+            MaxScale = data.MaxScale,
+            MinRatio = data.MinRatio,
+            MaxRatio = data.MaxRatio,
+            FlipProbability = data.FlipProbability,
+            RandAugment = data.RandAugment ? new RandomAugmentOptions() : null,
+        });
     }
 }

@@ -58,7 +58,7 @@ public sealed class TrainerConfigTests
         [
             "train.lr=1e-4", "train.precision=bfloat16", "train.clip_grad_norm=1.5", "output.dir=runs/x y",
             "data.train_files=[\"b.json\",\"c.json\"]", "train.betas=[0.9,0.98]", "model.queue_size=1024", "model.vision_config.hidden_size=64",
-            "train.max_steps=null", "seed=3", "train.lr_scales.vision_model=0.3",
+            "train.max_steps=null", "seed=3", "train.lr_scales.vision_model=0.3", "data.min_scale=0.8", "data.min_ratio=1", "data.max_ratio=1",
         ]);
         Assert.Equal(1e-4, c.Train.Lr);
         Assert.Equal(Precision.BFloat16, c.Train.Precision);
@@ -71,6 +71,10 @@ public sealed class TrainerConfigTests
         Assert.Null(c.Train.MaxSteps);
         Assert.Equal(3, c.Seed);
         Assert.Equal(0.3, Assert.Single(c.Train.LrScales, kv => kv.Key == "vision_model").Value);
+        var crop = TrainingData.TrainTransform(c.Data).Crop;                   // what the loader applies
+        Assert.Equal((0.8, 1.0, 1.0, 1.0), (crop.MinScale, crop.MaxScale, crop.MinRatio, crop.MaxRatio));
+        crop = TrainingData.TrainTransform(TrainingConfigLoader.FromJson(Minimal()).Data).Crop;
+        Assert.Equal((3.0 / 4.0, 4.0 / 3.0), (crop.MinRatio, crop.MaxRatio));   // torchvision's, as BLIP
     }
 
     [Theory]
@@ -81,6 +85,7 @@ public sealed class TrainerConfigTests
     [InlineData("train.max_steps=1.5", "train.max_steps has a value of the wrong type (got 1.5): expected an integer or null", null)]
     [InlineData("train.lr=-1", "train.lr must be a positive number (got -1)", null)]
     [InlineData("data.batch_size=0", "data.batch_size must be at least 1 (got 0)", null)]
+    [InlineData("data.max_ratio=0.5", "data.min_ratio and data.max_ratio must satisfy 0 < min_ratio <= max_ratio (got 0.75 and 0.5)", null)]
     [InlineData("train.betas=[0.9]", "train.betas must be two numbers within [0, 1)", null)]
     [InlineData("train=3", "train must be an object (got 3)", null)]
     [InlineData("data.train_files=[]", "data.train_files must list at least one annotation file", null)]
