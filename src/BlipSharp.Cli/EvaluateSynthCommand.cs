@@ -62,6 +62,7 @@ internal static class EvaluateSynthCommand
                     caption_accuracy = scores.CaptionAccuracy,
                     colour_accuracy = scores.ColourAccuracy,
                     shape_accuracy = scores.ShapeAccuracy,
+                    object_accuracy = scores.ObjectAccuracy,
                     captions = scores.Captions.Select(c => new { image_id = c.ImageId, caption = c.Caption, objects = c.Objects.Select(o => o.ToString()), correct = c.Correct }),
                 }));
                 return BlipCli.Success;
@@ -69,7 +70,8 @@ internal static class EvaluateSynthCommand
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{scores.Images} images, {scores.Texts} captions: image->text R@1 {scores.ImageToTextR1:P1} (chance {scores.ChanceImageToTextR1:P1}), R@5 {scores.ImageToTextR5:P1}; text->image R@1 {scores.TextToImageR1:P1}"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"captions naming the right colour and shape: {scores.CaptionAccuracy:P1} ({scores.Captions.Count(c => c.Correct)}/{scores.Captions.Count}); the right colour: {scores.ColourAccuracy:P1}, the right shape: {scores.ShapeAccuracy:P1}"));
+                $"captions naming the right colour and shape: {scores.CaptionAccuracy:P1} ({scores.Captions.Count(c => c.Correct)}/{scores.Captions.Count}); the right colour: {scores.ColourAccuracy:P1}, the right shape: {scores.ShapeAccuracy:P1}, "
+                + $"both for the first object named: {scores.ObjectAccuracy:P1}"));
             foreach (var c in scores.Captions.Take(Math.Max(0, result.GetValue(show))))
                 output.WriteLine($"  {c.ImageId}: \"{c.Caption}\" ({(c.Correct ? "right" : "wrong")}; the image has {string.Join(" and ", c.Objects)})");
             return BlipCli.Success;

@@ -67,6 +67,13 @@ public sealed record SyntheticEvaluationResult(int Images, int Texts, double Ima
     /// </summary>
     public double ShapeAccuracy => FirstNamedShares((named, o) => named.Shape == o.Shape);
 
+    /// <summary>
+    /// Fraction of <see cref="Captions"/> whose first named object is an object of the scene, colour and shape together
+    /// (what "names the right colour and shape" means for one object; <see cref="CaptionAccuracy"/> also fails a
+    /// caption for any further object it names that is not there).
+    /// </summary>
+    public double ObjectAccuracy => FirstNamedShares((named, o) => named == o);
+
     /// <summary>Fraction of captions whose first named object shares <paramref name="attribute"/> with an object of the scene.</summary>
     private double FirstNamedShares(Func<NamedObject, NamedObject, bool> attribute) => Captions.Count == 0 ? 0
         : Captions.Count(c => c.Named.Count > 0 && c.Objects.Any(o => attribute(c.Named[0], o))) / (double)Captions.Count;

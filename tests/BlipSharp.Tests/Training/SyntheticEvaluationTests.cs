@@ -37,7 +37,7 @@ public sealed class SyntheticEvaluationTests
     }
 
     [Fact]
-    public void ColourAndShapeAccuracyJudgeTheFirstNamedObjectOneAttributeAtATime()
+    public void ColourShapeAndObjectAccuracyJudgeTheFirstNamedObject()
     {
         IReadOnlyList<NamedObject> scene = [RedCircle, BlueSquare];
         SyntheticCaption Judge(string caption) =>
@@ -50,12 +50,15 @@ public sealed class SyntheticEvaluationTests
             Judge("a green square"),             // shape only
             Judge("a green star and a red circle"), // the first named object counts: neither
             Judge("two shapes"),                 // names nothing
+            Judge("a blue square and a red star"), // the first named object is there, the second is not
         ];
-        var result = new SyntheticEvaluationResult(1, 1, 0, 0, 0, 1, captions.Count(c => c.Correct) / 6.0, captions);
-        Assert.Equal(1 / 6.0, result.CaptionAccuracy, 12);
-        Assert.Equal(3 / 6.0, result.ColourAccuracy, 12);
-        Assert.Equal(3 / 6.0, result.ShapeAccuracy, 12);
+        var result = new SyntheticEvaluationResult(1, 1, 0, 0, 0, 1, captions.Count(c => c.Correct) / 7.0, captions);
+        Assert.Equal(1 / 7.0, result.CaptionAccuracy, 12);
+        Assert.Equal(4 / 7.0, result.ColourAccuracy, 12);
+        Assert.Equal(4 / 7.0, result.ShapeAccuracy, 12);
+        Assert.Equal(2 / 7.0, result.ObjectAccuracy, 12);
         Assert.Equal(0, new SyntheticEvaluationResult(0, 0, 0, 0, 0, 0, 0, []).ShapeAccuracy);
+        Assert.Equal(0, new SyntheticEvaluationResult(0, 0, 0, 0, 0, 0, 0, []).ObjectAccuracy);
     }
 
     [Fact]
