@@ -47,7 +47,7 @@ public sealed class TrainerConfigTests
         Assert.Equal(SyntheticVocabulary.DecTokenId, (int)c.Model["text_config"]!["bos_token_id"]!);
         Assert.Equal(SyntheticVocabulary.EncTokenId, (int)c.Model["enc_token_id"]!);
         Assert.Equal(SyntheticVocabulary.SepTokenId, (int)c.Model["text_config"]!["sep_token_id"]!);     // where captions end
-        long steps = (long)c.Train.Epochs * (2000 / c.Data.BatchSize); // blip synth's default 2,000 pretraining images
+        long steps = (long)c.Train.Epochs * (new SyntheticWorldOptions().PretrainImages / c.Data.BatchSize); // blip synth's default world
         Assert.InRange(steps, 200, 1000);
     }
 
