@@ -26,6 +26,7 @@ public static class BlipCli
         root.Subcommands.Add(SynthCommand.Create(output, error));
         root.Subcommands.Add(PretrainCommand.Create(output, error));
         root.Subcommands.Add(EvaluateSynthCommand.Create(output, error));
+        root.Subcommands.Add(ScoreCommand.Create(output, error));
         var parse = root.Parse(args);
         // ProcessTerminationTimeout null: `pretrain` handles Ctrl+C and SIGTERM itself (it finishes the step and writes a
         // checkpoint, which can take longer than any fixed timeout); the other verbs simply end.
