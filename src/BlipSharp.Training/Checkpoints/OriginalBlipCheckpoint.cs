@@ -130,7 +130,8 @@ public static class OriginalBlipCheckpoint
         return mapped;
     }
 
-    private static void CheckPositionIds(string key, Tensor value, string source)
+    /// <summary>Throws unless <paramref name="value"/> is the int64 (1, L) arange BLIP's BERT keeps as <c>position_ids</c>.</summary>
+    internal static void CheckPositionIds(string key, Tensor value, string source)
     {
         if (value.dtype != ScalarType.Int64 || value.dim() != 2 || value.shape[0] != 1)
             throw new CheckpointFormatException($"{source}: '{key}' should be an int64 (1, L) arange, got {value.dtype} ({string.Join(", ", value.shape)}).");

@@ -63,6 +63,33 @@ public static class OriginalFixtures
         }.Normalized();
     }
 
+    /// <summary>
+    /// The Hugging Face style configuration of a fine-tuning fixture folder (caption, VQA, NLVR, retrieval): the ViT
+    /// settings of <c>vision</c> and the BERT of <c>med_config</c>; <c>image_text_hidden_size</c> from the constructor's
+    /// <c>embed_dim</c> when it has one.
+    /// </summary>
+    public static BlipSharp.Configuration.BlipConfig TaskConfig(string dir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "config.json")));
+        var root = doc.RootElement;
+        var vision = root.GetProperty("vision");
+        var config = new BlipSharp.Configuration.BlipConfig
+        {
+            VisionConfig = BlipPretrainingConfig.VisionTransformer(
+                imageSize: vision.GetProperty("img_size").GetInt32(),
+                patchSize: vision.GetProperty("patch_size").GetInt32(),
+                width: vision.GetProperty("embed_dim").GetInt32(),
+                depth: vision.GetProperty("depth").GetInt32(),
+                heads: vision.GetProperty("num_heads").GetInt32(),
+                mlpRatio: vision.GetProperty("mlp_ratio").GetDouble(),
+                layerNormEps: LayerNormEps(vision.GetProperty("norm_layer").GetString()!)),
+            TextConfig = BlipPretrainingConfig.TextConfigFromMedConfig(root.GetProperty("med_config").GetRawText(), $"{dir}/config.json med_config"),
+        };
+        if (root.GetProperty("constructor").TryGetProperty("embed_dim", out var embed))
+            config = config with { ImageTextHiddenSize = embed.GetInt32() };
+        return config;
+    }
+
     /// <summary>The eps of a <c>"nn.LayerNorm(eps=1e-6)"</c> description.</summary>
     public static double LayerNormEps(string normLayer)
     {
