@@ -20,17 +20,18 @@ internal static class SynthCommand
         var test = new Option<int>("--test-images") { Description = "Images of the test split.", DefaultValueFactory = _ => defaults.TestImages };
         var vqa = new Option<int>("--vqa-images") { Description = "Images with VQA questions.", DefaultValueFactory = _ => defaults.VqaImages };
         var classify = new Option<int>("--classify-images") { Description = "Single-object images labelled with their shape (classify.json), to pretrain the ViT on.", DefaultValueFactory = _ => defaults.ClassifyImages };
+        var nlvr = new Option<int>("--nlvr-pairs") { Description = "Image pairs with NLVR2-style statements (one true, one false each).", DefaultValueFactory = _ => defaults.NlvrPairs };
         var shards = new Option<bool>("--shards") { Description = "Also write the pretraining split as WebDataset .tar shards." };
         var json = new Option<bool>("--json") { Description = "Print the summary as one JSON object." };
-        var command = new Command("synth", "Write a synthetic image-text world to train on: noisy pretraining pairs, clean splits, VQA.")
+        var command = new Command("synth", "Write a synthetic image-text world to train on: noisy pretraining pairs, clean splits, VQA, NLVR2-style pairs.")
         {
-            outDir, seed, noise, size, pretrain, human, val, test, vqa, classify, shards, json,
+            outDir, seed, noise, size, pretrain, human, val, test, vqa, classify, nlvr, shards, json,
         };
         command.SetAction(result =>
         {
             if (result.GetValue(size) < 16) throw new CliException($"--size must be at least 16 pixels, got {result.GetValue(size)}.");
             if (!(result.GetValue(noise) is >= 0 and <= 1)) throw new CliException($"--noise must be within 0..1, got {result.GetValue(noise).ToString(CultureInfo.InvariantCulture)}.");
-            foreach (var count in new[] { pretrain, human, val, test, vqa, classify })
+            foreach (var count in new[] { pretrain, human, val, test, vqa, classify, nlvr })
                 if (result.GetValue(count) < 0) throw new CliException($"{count.Name} cannot be negative, got {result.GetValue(count)}.");
             var options = new SyntheticWorldOptions
             {
@@ -43,6 +44,7 @@ internal static class SynthCommand
                 TestImages = result.GetValue(test),
                 VqaImages = result.GetValue(vqa),
                 ClassifyImages = result.GetValue(classify),
+                NlvrPairs = result.GetValue(nlvr),
                 WriteShards = result.GetValue(shards),
             };
             string dir = result.GetValue(outDir)!;
@@ -66,6 +68,7 @@ internal static class SynthCommand
                     pretrain_noisy = summary.PretrainNoisy,
                     noise = summary.NoiseCounts.Where(kv => kv.Key != NoiseKind.None).ToDictionary(kv => Snake(kv.Key), kv => kv.Value),
                     vqa_questions = new { train = summary.VqaTrainQuestions, test = summary.VqaTestQuestions },
+                    nlvr_items = new { train = summary.NlvrTrainItems, test = summary.NlvrTestItems },
                     files = summary.Files,
                 }));
                 return BlipCli.Success;
@@ -78,6 +81,7 @@ internal static class SynthCommand
             output.WriteLine($"  human: {images[SyntheticSplit.Human]} images; val: {images[SyntheticSplit.Val]}; test: {images[SyntheticSplit.Test]}");
             output.WriteLine($"  vqa: {images[SyntheticSplit.Vqa]} images, {summary.VqaTrainQuestions} train / {summary.VqaTestQuestions} test questions");
             output.WriteLine($"  classify: {images[SyntheticSplit.Classify]} single-object images labelled with their shape");
+            output.WriteLine($"  nlvr: {images[SyntheticSplit.Nlvr] / 2} image pairs, {summary.NlvrTrainItems} train / {summary.NlvrTestItems} test statements");
             output.WriteLine($"  files: {string.Join(", ", summary.Files)}");
             return BlipCli.Success;
         });
@@ -107,6 +111,8 @@ internal static class SynthCommand
             "TestImages" => "--test-images",
             "VqaImages" => "--vqa-images",
             "ClassifyImages" => "--classify-images",
+            "NlvrPairs" => "--nlvr-pairs",
+            "NlvrTestFraction" => "--nlvr-pairs",
             _ => null,
         };
         return flag is null ? message : string.Create(CultureInfo.InvariantCulture, $"{flag}: {message}");

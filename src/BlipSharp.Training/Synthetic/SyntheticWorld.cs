@@ -25,6 +25,9 @@ public enum SyntheticSplit
 
     /// <summary>Single-object images labelled with their shape: the world's ImageNet, to pretrain the ViT on (task <c>classify</c>).</summary>
     Classify,
+
+    /// <summary>Image pairs with true and false statements about them (NLVR2 style).</summary>
+    Nlvr,
 }
 
 /// <summary>What <see cref="SyntheticWorld.Generate"/> wrote.</summary>
@@ -35,6 +38,8 @@ public enum SyntheticSplit
 /// <param name="NoiseCounts">Pretraining records per noise kind (<see cref="NoiseKind.None"/> for clean ones).</param>
 /// <param name="VqaTrainQuestions">Questions in <c>vqa_train.json</c>.</param>
 /// <param name="VqaTestQuestions">Questions in <c>vqa_test.json</c>.</param>
+/// <param name="NlvrTrainItems">Statements in <c>nlvr_train.json</c>.</param>
+/// <param name="NlvrTestItems">Statements in <c>nlvr_test.json</c>.</param>
 public sealed record SyntheticWorldSummary(
     string Directory,
     IReadOnlyList<string> Files,
@@ -42,7 +47,9 @@ public sealed record SyntheticWorldSummary(
     int PretrainNoisy,
     IReadOnlyDictionary<NoiseKind, int> NoiseCounts,
     int VqaTrainQuestions,
-    int VqaTestQuestions);
+    int VqaTestQuestions,
+    int NlvrTrainItems = 0,
+    int NlvrTestItems = 0);
 
 /// <summary>
 /// A deterministic generator of a small image-text world for pretraining experiments: PNG images of coloured shapes
@@ -60,6 +67,13 @@ public sealed record SyntheticWorldSummary(
 /// <item><c>val.json</c>, <c>test.json</c>: <c>{image, caption: [...], image_id, scene}</c> per image;</item>
 /// <item><c>vqa_train.json</c>, <c>vqa_test.json</c>: <c>{question_id, question, answer: [...], image, dataset: "vqa", question_type}</c>;
 /// <c>answer_list.json</c>: every possible answer;</item>
+/// <item><c>test_gt.json</c> (and <c>val_gt.json</c>): the test (validation) captions in COCO caption format,
+/// <c>{images: [{id}], annotations: [{image_id, id, caption}]}</c>, as BLIP's <c>coco_karpathy_test_gt.json</c>, for
+/// <c>blip score captions</c>;</item>
+/// <item><c>vqa_test_questions.json</c>, <c>vqa_test_annotations.json</c>: the VQA test questions in the official VQA
+/// format (ten annotator answers, all the true one), for <c>blip score vqa</c>;</item>
+/// <item><c>nlvr_train.json</c>, <c>nlvr_test.json</c>: <c>{images: [left, right], sentence, label: "True"|"False"}</c>
+/// (BLIP's NLVR2 format), one true and one false statement per image pair;</item>
 /// <item><c>shards/pretrain-NNNNNN.tar</c> when asked: <c>KEY.png</c> + <c>KEY.json</c> (the record without <c>image</c>);</item>
 /// <item><c>tokenizer/</c>: a WordPiece vocabulary of the world's words (<see cref="SyntheticVocabulary"/>), for tiny models;</item>
 /// <item><c>manifest.json</c>: the options and counts.</item>
@@ -90,6 +104,24 @@ public static class SyntheticWorld
 
     /// <summary>Options and counts.</summary>
     public const string ManifestFile = "manifest.json";
+
+    /// <summary>The test captions in COCO caption format.</summary>
+    public const string TestGroundTruthFile = "test_gt.json";
+
+    /// <summary>The validation captions in COCO caption format.</summary>
+    public const string ValGroundTruthFile = "val_gt.json";
+
+    /// <summary>The VQA test questions in the official VQA format.</summary>
+    public const string VqaTestQuestionsFile = "vqa_test_questions.json";
+
+    /// <summary>The VQA test annotations in the official VQA format.</summary>
+    public const string VqaTestAnnotationsFile = "vqa_test_annotations.json";
+
+    /// <summary>NLVR2-style training statements.</summary>
+    public const string NlvrTrainFile = "nlvr_train.json";
+
+    /// <summary>NLVR2-style test statements.</summary>
+    public const string NlvrTestFile = "nlvr_test.json";
 
     /// <summary>The classification split: BLIP annotation records whose caption is the object's shape ("circle").</summary>
     public const string ClassifyFile = "classify.json";
@@ -140,7 +172,7 @@ public static class SyntheticWorld
         {
             (SyntheticSplit.Pretrain, options.PretrainImages), (SyntheticSplit.Human, options.HumanImages),
             (SyntheticSplit.Val, options.ValImages), (SyntheticSplit.Test, options.TestImages), (SyntheticSplit.Vqa, options.VqaImages),
-            (SyntheticSplit.Classify, options.ClassifyImages),
+            (SyntheticSplit.Classify, options.ClassifyImages), (SyntheticSplit.Nlvr, options.NlvrPairs * 2),
         };
         var scenes = new Dictionary<SyntheticSplit, Scene[]>();
         foreach (var (split, count) in counts)
@@ -215,6 +247,40 @@ public static class SyntheticWorld
             });
         }
 
+        foreach (var (split, file) in new[] { (SyntheticSplit.Val, ValGroundTruthFile), (SyntheticSplit.Test, TestGroundTruthFile) })
+        {
+            var s = scenes[split];
+            if (s.Length == 0) continue;
+            WriteJson(outputDirectory, file, files, w =>
+            {
+                w.WriteStartObject();
+                w.WriteStartArray("images");
+                for (int i = 0; i < s.Length; i++)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("id", ImageId(split, i));
+                    w.WriteString("file_name", ImagePath(split, i));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("annotations");
+                int id = 0;
+                for (int i = 0; i < s.Length; i++)
+                {
+                    foreach (string c in CaptionWriter.Captions(s[i], SeededRandom.Create(options.Seed, (int)split, i, 1), options.EvalCaptionsPerImage))
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("image_id", ImageId(split, i));
+                        w.WriteNumber("id", id++);
+                        w.WriteString("caption", c);
+                        w.WriteEndObject();
+                    }
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            });
+        }
+
         var classify = scenes[SyntheticSplit.Classify];
         if (classify.Length > 0)
         {
@@ -234,6 +300,7 @@ public static class SyntheticWorld
         }
 
         var (trainQuestions, testQuestions) = WriteVqa(outputDirectory, options, scenes[SyntheticSplit.Vqa], files);
+        var (nlvrTrain, nlvrTest) = WriteNlvr(outputDirectory, options, scenes[SyntheticSplit.Nlvr], files);
         if (options.WriteShards) WriteShards(outputDirectory, options, pretrain, pretrainRecords, files);
         var vocabulary = SyntheticVocabulary.Build(WorldTexts(outputDirectory, files));
         foreach (string f in SyntheticVocabulary.Write(Path.Combine(outputDirectory, SyntheticVocabulary.DirectoryName), vocabulary))
@@ -255,6 +322,8 @@ public static class SyntheticWorld
             w.WriteEndObject();
             w.WriteNumber("vqa_train_questions", trainQuestions);
             w.WriteNumber("vqa_test_questions", testQuestions);
+            w.WriteNumber("nlvr_train_items", nlvrTrain);
+            w.WriteNumber("nlvr_test_items", nlvrTest);
             w.WriteStartArray("files");
             foreach (string f in files) w.WriteStringValue(f);
             w.WriteEndArray();
@@ -262,13 +331,13 @@ public static class SyntheticWorld
         });
 
         return new SyntheticWorldSummary(Path.GetFullPath(outputDirectory), files, images, pretrainRecords.Count(r => r.Kind != NoiseKind.None),
-            noise, trainQuestions, testQuestions);
+            noise, trainQuestions, testQuestions, nlvrTrain, nlvrTest);
     }
 
     private static void Validate(SyntheticWorldOptions o)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(o.ImageSize, 16, nameof(o.ImageSize));
-        foreach (var (name, v) in new[] { (nameof(o.PretrainImages), o.PretrainImages), (nameof(o.HumanImages), o.HumanImages), (nameof(o.ValImages), o.ValImages), (nameof(o.TestImages), o.TestImages), (nameof(o.VqaImages), o.VqaImages), (nameof(o.ClassifyImages), o.ClassifyImages) })
+        foreach (var (name, v) in new[] { (nameof(o.PretrainImages), o.PretrainImages), (nameof(o.HumanImages), o.HumanImages), (nameof(o.ValImages), o.ValImages), (nameof(o.TestImages), o.TestImages), (nameof(o.VqaImages), o.VqaImages), (nameof(o.ClassifyImages), o.ClassifyImages), (nameof(o.NlvrPairs), o.NlvrPairs) })
             ArgumentOutOfRangeException.ThrowIfNegative(v, name);
         ArgumentOutOfRangeException.ThrowIfLessThan(o.HumanCaptionsPerImage, 1, nameof(o.HumanCaptionsPerImage));
         ArgumentOutOfRangeException.ThrowIfLessThan(o.EvalCaptionsPerImage, 1, nameof(o.EvalCaptionsPerImage));
@@ -277,6 +346,7 @@ public static class SyntheticWorld
         ArgumentOutOfRangeException.ThrowIfLessThan(o.ShardSize, 1, nameof(o.ShardSize));
         if (!(o.NoiseFraction >= 0 && o.NoiseFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.NoiseFraction), o.NoiseFraction, "must be within 0..1");
         if (!(o.TwoObjectProbability >= 0 && o.TwoObjectProbability <= 1)) throw new ArgumentOutOfRangeException(nameof(o.TwoObjectProbability), o.TwoObjectProbability, "must be within 0..1");
+        if (!(o.NlvrTestFraction >= 0 && o.NlvrTestFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.NlvrTestFraction), o.NlvrTestFraction, "must be within 0..1");
         if (!(o.VqaTestFraction >= 0 && o.VqaTestFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.VqaTestFraction), o.VqaTestFraction, "must be within 0..1");
         var m = o.NoiseMix ?? throw new ArgumentNullException(nameof(o.NoiseMix));
         double[] weights = [m.WrongAttribute, m.Unrelated, m.FileName, m.Spam];
@@ -462,7 +532,112 @@ public static class SyntheticWorld
             foreach (string a in VqaQuestions.AllAnswers()) w.WriteStringValue(a);
             w.WriteEndArray();
         });
+        WriteOfficialVqaTest(root, testStart, scenes.Length, perImage, questionIdOfFirstTest: train, files);
         return (train, test);
+    }
+
+    /// <summary>
+    /// The VQA test questions in the official format (GT-Vision-Lab/VQA): a questions file and an annotations file
+    /// whose ten annotator answers are all the true answer, so a right answer scores 1 and a wrong one 0.
+    /// </summary>
+    private static void WriteOfficialVqaTest(string root, int from, int to, List<(string Question, string Answer, string Type)>[] perImage,
+        int questionIdOfFirstTest, List<string> files)
+    {
+        const int annotators = 10;
+        WriteJson(root, VqaTestQuestionsFile, files, w =>
+        {
+            int questionId = questionIdOfFirstTest;
+            w.WriteStartObject();
+            w.WriteString("data_type", "synthetic");
+            w.WriteString("data_subtype", "test");
+            w.WriteStartArray("questions");
+            for (int i = from; i < to; i++)
+            {
+                foreach (var (question, _, _) in perImage[i])
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("question_id", questionId++);
+                    w.WriteNumber("image_id", i);
+                    w.WriteString("question", question);
+                    w.WriteEndObject();
+                }
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+        WriteJson(root, VqaTestAnnotationsFile, files, w =>
+        {
+            int questionId = questionIdOfFirstTest;
+            w.WriteStartObject();
+            w.WriteString("data_type", "synthetic");
+            w.WriteString("data_subtype", "test");
+            w.WriteStartArray("annotations");
+            for (int i = from; i < to; i++)
+            {
+                foreach (var (_, answer, type) in perImage[i])
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("question_id", questionId++);
+                    w.WriteNumber("image_id", i);
+                    w.WriteString("question_type", type);
+                    w.WriteString("answer_type", type == "count" ? "number" : "other");
+                    w.WriteString("multiple_choice_answer", answer);
+                    w.WriteStartArray("answers");
+                    for (int a = 1; a <= annotators; a++)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("answer", answer);
+                        w.WriteString("answer_confidence", "yes");
+                        w.WriteNumber("answer_id", a);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    /// <summary>NLVR2-style files: image pair p is images 2p and 2p+1; one true and one false statement per pair, in random order.</summary>
+    private static (int Train, int Test) WriteNlvr(string root, SyntheticWorldOptions options, Scene[] scenes, List<string> files)
+    {
+        int pairs = scenes.Length / 2;
+        if (pairs == 0) return (0, 0);
+        int testStart = pairs - (int)Math.Round(pairs * options.NlvrTestFraction, MidpointRounding.AwayFromZero);
+        var items = new (string Sentence, bool Label)[pairs][];
+        for (int p = 0; p < pairs; p++)
+        {
+            var random = SeededRandom.Create(options.Seed, (int)SyntheticSplit.Nlvr, p, 1);
+            bool trueFirst = random.Next(2) == 0;
+            var first = (NlvrStatements.For(scenes[2 * p], scenes[2 * p + 1], trueFirst, random), trueFirst);
+            var second = (NlvrStatements.For(scenes[2 * p], scenes[2 * p + 1], !trueFirst, random), !trueFirst);
+            items[p] = [first, second];
+        }
+        foreach (var (file, from, to) in new[] { (NlvrTrainFile, 0, testStart), (NlvrTestFile, testStart, pairs) })
+        {
+            WriteJson(root, file, files, w =>
+            {
+                w.WriteStartArray();
+                for (int p = from; p < to; p++)
+                {
+                    foreach (var (sentence, label) in items[p])
+                    {
+                        w.WriteStartObject();
+                        w.WriteStartArray("images");
+                        w.WriteStringValue(ImagePath(SyntheticSplit.Nlvr, 2 * p));
+                        w.WriteStringValue(ImagePath(SyntheticSplit.Nlvr, 2 * p + 1));
+                        w.WriteEndArray();
+                        w.WriteString("sentence", sentence);
+                        w.WriteString("label", NlvrStatements.Label(label));
+                        w.WriteEndObject();
+                    }
+                }
+                w.WriteEndArray();
+            });
+        }
+        return (2 * testStart, 2 * (pairs - testStart));
     }
 
     private static void WriteShards(string root, SyntheticWorldOptions options, Scene[] scenes, PretrainRecord[] records, List<string> files)
@@ -507,12 +682,12 @@ public static class SyntheticWorld
     /// <summary>Every caption, question and answer of the written JSON files (what the world's tokenizer must cover).</summary>
     private static IEnumerable<string> WorldTexts(string root, IReadOnlyCollection<string> written)
     {
-        foreach (string file in new[] { PretrainFile, HumanFile, ValFile, TestFile, VqaTrainFile, VqaTestFile })
+        foreach (string file in new[] { PretrainFile, HumanFile, ValFile, TestFile, VqaTrainFile, VqaTestFile, NlvrTrainFile, NlvrTestFile })
         {
             if (!written.Contains(file)) continue; // splits of no images are not written
             using var document = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(root, file)));
             foreach (var record in document.RootElement.EnumerateArray())
-                foreach (string key in new[] { "caption", "question", "answer" })
+                foreach (string key in new[] { "caption", "question", "answer", "sentence" })
                 {
                     if (!record.TryGetProperty(key, out var value)) continue;
                     if (value.ValueKind == JsonValueKind.String) yield return value.GetString()!;

@@ -83,6 +83,12 @@ public sealed record SyntheticWorldOptions
     /// </summary>
     public int ClassifyImages { get; init; } = 2000;
 
+    /// <summary>Image pairs of the NLVR2-style split (two images and two statements each); 0 writes none.</summary>
+    public int NlvrPairs { get; init; } = 300;
+
+    /// <summary>Fraction of NLVR pairs in the test set.</summary>
+    public double NlvrTestFraction { get; init; } = 0.2;
+
     /// <summary>Also write the pretraining split as WebDataset shards (<c>.png</c> + <c>.json</c> per sample).</summary>
     public bool WriteShards { get; init; }
 

@@ -17,7 +17,7 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
 
     private static readonly SyntheticWorldOptions Small = new()
     {
-        Seed = 17, PretrainImages = 1000, HumanImages = 60, ValImages = 20, TestImages = 60, VqaImages = 50, ClassifyImages = 40, WriteShards = true, ShardSize = 400,
+        Seed = 17, PretrainImages = 1000, HumanImages = 60, ValImages = 20, TestImages = 60, VqaImages = 50, ClassifyImages = 40, NlvrPairs = 20, WriteShards = true, ShardSize = 400,
     };
 
     /// <summary>One object named in a caption: "large red circle ... on the left".</summary>
@@ -135,7 +135,7 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
         var filesA = Directory.GetFiles(a, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(a, f)).Order(StringComparer.Ordinal).ToList();
         var filesB = Directory.GetFiles(b, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(b, f)).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(filesA, filesB);
-        Assert.Equal(120 + 10 + 5 + 10 + 10 + 12 + 3 + 9 + 3, filesA.Count); // images, 3 shards, 9 JSON files, 3 tokenizer files
+        Assert.Equal(120 + 10 + 5 + 10 + 10 + 12 + 40 + 3 + 15 + 3, filesA.Count); // images (20 NLVR pairs), 3 shards, 15 JSON files, 3 tokenizer files
         foreach (string f in filesA)
             Assert.True(File.ReadAllBytes(Path.Combine(a, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs between two runs with the same seed");
         Assert.False(File.ReadAllBytes(Path.Combine(a, SyntheticWorld.PretrainFile)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(c, SyntheticWorld.PretrainFile))));
@@ -285,6 +285,104 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
                     Assert.Fail($"unknown noise kind in {r}");
                     break;
             }
+        }
+    }
+
+    [Fact]
+    public void NlvrStatementsAreTrueExactlyWhenLabelledAndAddNoWordToTheVocabulary()
+    {
+        var options = Small with { PretrainImages = 300, HumanImages = 20, ValImages = 0, TestImages = 20, VqaImages = 20, ClassifyImages = 0, NlvrPairs = 80, WriteShards = false };
+        var summary = SyntheticWorld.Generate(_dir, options);
+        Assert.Equal((128, 32), (summary.NlvrTrainItems, summary.NlvrTestItems));
+        var items = ReadJson(Path.Combine(_dir, SyntheticWorld.NlvrTrainFile)).EnumerateArray()
+            .Concat(ReadJson(Path.Combine(_dir, SyntheticWorld.NlvrTestFile)).EnumerateArray()).ToList();
+        Assert.Equal(160, items.Count);
+        var one = new Regex("^there is a (\\w+) (\\w+) in the (left|right) image$");
+        var both = new Regex("^there is a (\\w+) in the left image and a (\\w+) in the right image$");
+        var colour = new Regex("^there is a (\\w+) object in the left image and in the right image$");
+        var count = new Regex("^there are two objects in the (left|right) image$");
+        var kinds = new HashSet<string>();
+        int trues = 0;
+        for (int k = 0; k < items.Count; k++)
+        {
+            var item = items[k];
+            var paths = item.GetProperty("images").EnumerateArray().Select(e => e.GetString()!).ToArray();
+            Assert.Equal([SyntheticWorld.ImagePath(SyntheticSplit.Nlvr, k / 2 * 2), SyntheticWorld.ImagePath(SyntheticSplit.Nlvr, k / 2 * 2 + 1)], paths);
+            Assert.All(paths, p => Assert.True(File.Exists(Path.Combine(_dir, p)), p));
+            var scenes = new[] { SyntheticWorld.SceneFor(options, SyntheticSplit.Nlvr, k / 2 * 2), SyntheticWorld.SceneFor(options, SyntheticSplit.Nlvr, k / 2 * 2 + 1) };
+            string sentence = item.GetProperty("sentence").GetString()!;
+            string label = item.GetProperty("label").GetString()!;
+            Assert.Contains(label, new[] { "True", "False" });
+            bool truth;
+            Match m;
+            if ((m = one.Match(sentence)).Success)
+            {
+                var scene = scenes[m.Groups[3].Value == "left" ? 0 : 1];
+                truth = scene.Objects.Any(o => Palette.Word(o.Color) == m.Groups[1].Value && Palette.Word(o.Shape) == m.Groups[2].Value);
+                kinds.Add("one");
+            }
+            else if ((m = both.Match(sentence)).Success)
+            {
+                truth = scenes[0].Objects.Any(o => Palette.Word(o.Shape) == m.Groups[1].Value) && scenes[1].Objects.Any(o => Palette.Word(o.Shape) == m.Groups[2].Value);
+                kinds.Add("both");
+            }
+            else if ((m = colour.Match(sentence)).Success)
+            {
+                truth = scenes.All(s => s.Objects.Any(o => Palette.Word(o.Color) == m.Groups[1].Value));
+                kinds.Add("colour");
+            }
+            else if ((m = count.Match(sentence)).Success)
+            {
+                truth = scenes[m.Groups[1].Value == "left" ? 0 : 1].Objects.Count == 2;
+                kinds.Add("count");
+            }
+            else
+            {
+                throw new Xunit.Sdk.XunitException($"statement {k} has no known form: '{sentence}'");
+            }
+            Assert.True((label == "True") == truth, $"statement {k} '{sentence}' is labelled {label}");
+            if (truth) trues++;
+            if (k % 2 == 1) Assert.NotEqual(items[k - 1].GetProperty("label").GetString(), label); // one true and one false per pair
+        }
+        Assert.Equal(80, trues);
+        Assert.Equal(4, kinds.Count);
+
+        // The statements reuse the captions' words: the vocabulary is the one the world has without them.
+        string other = Path.Combine(_dir, "no-nlvr");
+        SyntheticWorld.Generate(other, options with { NlvrPairs = 0 });
+        Assert.Equal(File.ReadAllText(Path.Combine(other, SyntheticVocabulary.DirectoryName, "vocab.txt")),
+            File.ReadAllText(Path.Combine(_dir, SyntheticVocabulary.DirectoryName, "vocab.txt")));
+        Assert.False(File.Exists(Path.Combine(other, SyntheticWorld.NlvrTrainFile)));
+    }
+
+    [Fact]
+    public void TheTestSplitsAreAlsoWrittenInTheCocoCaptionAndOfficialVqaFormats()
+    {
+        var options = Small with { PretrainImages = 0, HumanImages = 0, ValImages = 10, TestImages = 12, VqaImages = 30, ClassifyImages = 0, NlvrPairs = 0, WriteShards = false };
+        SyntheticWorld.Generate(_dir, options);
+        var test = ReadJson(Path.Combine(_dir, SyntheticWorld.TestFile)).EnumerateArray().ToList();
+        var gt = ReadJson(Path.Combine(_dir, SyntheticWorld.TestGroundTruthFile));
+        Assert.Equal(test.Select(r => r.GetProperty("image_id").GetString()), gt.GetProperty("images").EnumerateArray().Select(i => i.GetProperty("id").GetString()));
+        var annotations = gt.GetProperty("annotations").EnumerateArray().ToList();
+        Assert.Equal(test.SelectMany(r => r.GetProperty("caption").EnumerateArray().Select(c => (r.GetProperty("image_id").GetString(), c.GetString()))),
+            annotations.Select(a => (a.GetProperty("image_id").GetString(), a.GetProperty("caption").GetString())));
+        Assert.Equal(Enumerable.Range(0, annotations.Count), annotations.Select(a => a.GetProperty("id").GetInt32()));
+        Assert.Equal(10, ReadJson(Path.Combine(_dir, SyntheticWorld.ValGroundTruthFile)).GetProperty("images").GetArrayLength());
+
+        var vqa = ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTestFile)).EnumerateArray().ToList();
+        var questions = ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTestQuestionsFile)).GetProperty("questions").EnumerateArray().ToList();
+        var answers = ReadJson(Path.Combine(_dir, SyntheticWorld.VqaTestAnnotationsFile)).GetProperty("annotations").EnumerateArray().ToList();
+        Assert.NotEmpty(vqa);
+        Assert.Equal(vqa.Select(q => (q.GetProperty("question_id").GetInt32(), q.GetProperty("question").GetString())),
+            questions.Select(q => (q.GetProperty("question_id").GetInt32(), q.GetProperty("question").GetString())));
+        for (int i = 0; i < vqa.Count; i++)
+        {
+            Assert.Equal(vqa[i].GetProperty("question_id").GetInt32(), answers[i].GetProperty("question_id").GetInt32());
+            Assert.Equal(questions[i].GetProperty("image_id").GetInt32(), answers[i].GetProperty("image_id").GetInt32());
+            var given = answers[i].GetProperty("answers").EnumerateArray().ToList();
+            Assert.Equal(Enumerable.Range(1, 10), given.Select(a => a.GetProperty("answer_id").GetInt32()));
+            Assert.All(given, a => Assert.Equal(vqa[i].GetProperty("answer")[0].GetString(), a.GetProperty("answer").GetString()));
+            Assert.Equal(vqa[i].GetProperty("question_type").GetString(), answers[i].GetProperty("question_type").GetString());
         }
     }
 
