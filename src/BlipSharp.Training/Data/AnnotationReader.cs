@@ -14,6 +14,18 @@ internal static class AnnotationReader
     /// <summary>Reads every record of a JSON list (<c>[...]</c>) or a JSON-lines file, skipping malformed ones into <paramref name="log"/>.</summary>
     internal static List<Record> ReadRecords(string path, AnnotationOptions options, DataIssueLog log, bool captionRequired)
     {
+        var records = new List<Record>();
+        ForEachElement(path, log, (element, location) => Add(records, element, path, location, options, log, captionRequired));
+        return records;
+    }
+
+    /// <summary>
+    /// Calls <paramref name="visit"/> for every element of a JSON list (<c>[...]</c>, location <c>"record N"</c>) or
+    /// every line of a JSON-lines file (location <c>"line N"</c>); invalid JSON lines go to <paramref name="log"/>, and
+    /// a file that is missing, unreadable, not JSON or not a list throws <see cref="DataFormatException"/>.
+    /// </summary>
+    internal static void ForEachElement(string path, DataIssueLog log, Action<JsonElement, string> visit)
+    {
         if (!File.Exists(path))
             throw new DataFormatException(new DataIssue(path, "file", Directory.Exists(path) ? "is a directory, not an annotation file" : "does not exist"));
         byte[] bytes;
@@ -25,7 +37,6 @@ internal static class AnnotationReader
         {
             throw new DataFormatException(new DataIssue(path, "file", $"cannot be read: {e.Message}"), e);
         }
-        var records = new List<Record>();
         if (IsJsonLines(path, bytes))
         {
             int lineNumber = 0;
@@ -44,9 +55,9 @@ internal static class AnnotationReader
                     log.Report(new DataIssue(path, location, $"invalid JSON: {e.Message}"), e);
                     continue;
                 }
-                using (doc) Add(records, doc.RootElement, path, location, options, log, captionRequired);
+                using (doc) visit(doc.RootElement, location);
             }
-            return records;
+            return;
         }
 
         JsonDocument list;
@@ -65,11 +76,10 @@ internal static class AnnotationReader
             int index = 0;
             foreach (var element in list.RootElement.EnumerateArray())
             {
-                Add(records, element, path, $"record {index}", options, log, captionRequired);
+                visit(element, $"record {index}");
                 index++;
             }
         }
-        return records;
     }
 
     private static void Add(List<Record> records, JsonElement element, string path, string location, AnnotationOptions options, DataIssueLog log, bool captionRequired)
