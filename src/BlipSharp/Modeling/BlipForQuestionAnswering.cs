@@ -108,18 +108,23 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
     }
 
     /// <summary>
-    /// Ranks candidate answers for each question as the original BLIP's <c>rank_answer</c>: the k candidates whose
-    /// first token is most probable after <c>[DEC]</c> are kept, then scored by the log-likelihood of their whole
-    /// sequence (end token included). Returns the kept candidates' indices (B, k) and log-likelihoods (B, k), in
-    /// first-token order; sort by the likelihood for the ranking.
+    /// Ranks candidate answers for each question as the original BLIP's <c>rank_answer</c>: one decoder step from
+    /// <c>[DEC]</c> (under the question mask) gives each candidate's first-token probability; the k candidates with the
+    /// most probable first token are kept (question-major, each question's states repeated k times) and scored by
+    /// minus their summed sequence loss (end token included); the answer is the kept candidate with the best score.
+    /// <see cref="AnswerRanking.Indices"/> and <see cref="AnswerRanking.LogLikelihoods"/> are in first-token order; sort
+    /// by the score for the ranking.
     /// </summary>
     /// <param name="questionEmbeds">(B, Tq, H) image-grounded question states.</param>
     /// <param name="questionMask">(B, Tq) question mask for the cross-attention, or null for all ones.</param>
     /// <param name="answerIds">(A, La) candidate ids as the tokenizer pads them, with <c>[DEC]</c> in column 0.</param>
     /// <param name="answerMask">(A, La) their padding mask.</param>
     /// <param name="k">Candidates kept after the first-token filter (capped at A).</param>
-    /// <param name="labelSmoothing">Label smoothing of the sequence loss; 0 scores the true log-likelihood (the original BLIP ranks with 0.1).</param>
-    public (Tensor Indices, Tensor LogLikelihoods) RankAnswers(Tensor questionEmbeds, Tensor? questionMask, Tensor answerIds, Tensor answerMask, int k, double labelSmoothing = 0.0)
+    /// <param name="labelSmoothing">
+    /// Label smoothing of the sequence loss; 0 scores the true log-likelihood. The original BLIP ranks with 0.1 (its
+    /// decoder hard-codes it), so its score is minus the smoothed cross-entropy, not a pure log-likelihood.
+    /// </param>
+    public AnswerRanking RankAnswers(Tensor questionEmbeds, Tensor? questionMask, Tensor answerIds, Tensor answerMask, int k, double labelSmoothing = 0.0)
     {
         if (answerIds.dim() != 2 || answerIds.shape[1] < 2)
             throw new ArgumentException($"answer ids must be (answers, length >= 2), got ({string.Join(", ", answerIds.shape)}).", nameof(answerIds));
@@ -131,8 +136,10 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
         using var startOutput = text_decoder.Forward(start, null, questionEmbeds, questionMask);
         var firstLogits = startOutput.Logits.select(1, 0);                                       // (B, V)
         var firstTokens = answerIds.select(1, 1);                                                // (A)
+        var firstTokenLogits = firstLogits.index_select(1, firstTokens);                         // (B, A)
+        var logSumExp = firstLogits.logsumexp(1);                                                // (B)
         var firstProbs = firstLogits.softmax(1).index_select(1, firstTokens);                    // (B, A)
-        var (_, topIds) = firstProbs.topk(kept, dim: 1);                                         // (B, k)
+        var (topProbs, topIds) = firstProbs.topk(kept, dim: 1);                                  // (B, k)
         var flatIds = topIds.reshape(-1);                                                        // (B*k)
         var ids = answerIds.index_select(0, flatIds);                                            // (B*k, La)
         var mask = answerMask.index_select(0, flatIds);                                          // (B*k, La)
@@ -140,7 +147,18 @@ public sealed class BlipForQuestionAnswering : Module, IBlipTaskModel
         var states = questionEmbeds.repeat_interleave(kept, 0);                                  // (B*k, Tq, H)
         var statesMask = questionMask?.repeat_interleave(kept, 0);                               // (B*k, Tq)
         using var output = text_decoder.Forward(ids, mask, states, statesMask, targets, LossReduction.SumPerSequence, labelSmoothing);
-        var logLikelihoods = output.Loss!.neg().view(questions, kept);                           // (B, k)
-        return (topIds.MoveToOuterDisposeScope(), logLikelihoods.MoveToOuterDisposeScope());
+        var scores = output.Loss!.neg().view(questions, kept);                                   // (B, k)
+        var best = topIds.gather(1, scores.argmax(1, keepdim: true)).squeeze(1);                 // (B)
+        return new AnswerRanking(topIds.MoveToOuterDisposeScope(), scores.MoveToOuterDisposeScope(), best.MoveToOuterDisposeScope(),
+            firstTokenLogits.MoveToOuterDisposeScope(), logSumExp.MoveToOuterDisposeScope(), firstProbs.MoveToOuterDisposeScope(),
+            topProbs.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(), targets.MoveToOuterDisposeScope());
     }
+
+    /// <summary>
+    /// Makes the answer decoder's LM-head projection the same Parameter as its word embeddings, as transformers'
+    /// <c>tie_weights</c> and the original BLIP (whose <c>cls.predictions.decoder.weight</c> IS
+    /// <c>bert.embeddings.word_embeddings.weight</c>): training then sums both uses into one gradient. Call it
+    /// before training from an original checkpoint; see <see cref="BlipTextLMHeadModel.TieWeights"/>.
+    /// </summary>
+    public void TieWeights() => text_decoder.TieWeights();
 }

@@ -127,3 +127,41 @@ public sealed record QuestionAnsweringOutput(Tensor? Loss, Tensor DecoderLogits,
         ImageEmbeds.Dispose();
     }
 }
+
+/// <summary>
+/// The original BLIP's <c>rank_answer</c> for a batch of questions against A candidate answers, with its
+/// intermediate values. Question-major throughout: row b belongs to question b.
+/// </summary>
+/// <param name="Indices">(B, k) int64: the kept candidates (indices into the candidate list), most probable first token first.</param>
+/// <param name="LogLikelihoods">(B, k): each kept candidate's score, minus its summed (label-smoothed) sequence loss.</param>
+/// <param name="Best">(B) int64: the chosen candidate per question, <c>Indices[b, argmax LogLikelihoods[b]]</c>.</param>
+/// <param name="FirstTokenLogits">(B, A): the logit of each candidate's first token after <c>[DEC]</c>.</param>
+/// <param name="FirstTokenLogSumExp">(B): logsumexp of that step's logits over the vocabulary.</param>
+/// <param name="FirstTokenProbabilities">(B, A): softmax over the vocabulary, at each candidate's first token.</param>
+/// <param name="TopKProbabilities">(B, k): the first-token probabilities of the kept candidates.</param>
+/// <param name="CandidateIds">(B*k, La) int64: the kept candidates' ids, question-major.</param>
+/// <param name="CandidateTargets">(B*k, La) int64: those ids with [PAD] -> -100 (the sequence-loss labels).</param>
+public sealed record AnswerRanking(Tensor Indices, Tensor LogLikelihoods, Tensor Best, Tensor FirstTokenLogits, Tensor FirstTokenLogSumExp,
+    Tensor FirstTokenProbabilities, Tensor TopKProbabilities, Tensor CandidateIds, Tensor CandidateTargets) : IDisposable
+{
+    /// <summary>The kept candidates and their scores (<c>var (indices, scores) = ranking</c>).</summary>
+    public void Deconstruct(out Tensor indices, out Tensor logLikelihoods)
+    {
+        indices = Indices;
+        logLikelihoods = LogLikelihoods;
+    }
+
+    /// <summary>Disposes every tensor.</summary>
+    public void Dispose()
+    {
+        Indices.Dispose();
+        LogLikelihoods.Dispose();
+        Best.Dispose();
+        FirstTokenLogits.Dispose();
+        FirstTokenLogSumExp.Dispose();
+        FirstTokenProbabilities.Dispose();
+        TopKProbabilities.Dispose();
+        CandidateIds.Dispose();
+        CandidateTargets.Dispose();
+    }
+}

@@ -136,6 +136,32 @@ public sealed class BlipTextLMHeadModel : Module
     }
 
     /// <summary>
+    /// Whether the LM head's projection is the same Parameter as the word embeddings (<see cref="TieWeights"/>).
+    /// </summary>
+    public bool WeightsTied =>
+        ReferenceEquals(cls.predictions.decoder.get_parameter("weight"), bert.embeddings.word_embeddings.get_parameter("weight"));
+
+    /// <summary>
+    /// Makes the LM head's projection (<c>cls.predictions.decoder.weight</c>) the word-embedding Parameter
+    /// (<c>bert.embeddings.word_embeddings.weight</c>), as transformers' <c>tie_weights</c> does
+    /// (<c>output_embeddings.weight = input_embeddings.weight</c>): the head takes the embeddings' values, and in
+    /// training the one tensor receives the sum of both gradients, as in the original BLIP, whose checkpoints hold one
+    /// tensor under both names. Idempotent. Both keys stay in the state_dict. Convert dtype and device before tying:
+    /// TorchSharp converts module by module and would dispose the shared tensor.
+    /// </summary>
+    public void TieWeights()
+    {
+        var embedding = bert.embeddings.word_embeddings.get_parameter("weight")
+            ?? throw new InvalidOperationException("the word embeddings have no weight.");
+        var head = cls.predictions.decoder;
+        if (ReferenceEquals(head.get_parameter("weight"), embedding)) return;
+        if (!head.weight!.shape.SequenceEqual(embedding.shape))
+            throw new InvalidOperationException(
+                $"cannot tie the LM head [{string.Join(", ", head.weight.shape)}] to the word embeddings [{string.Join(", ", embedding.shape)}].");
+        head.weight = embedding;
+    }
+
+    /// <summary>
     /// One step of incremental decoding: feeds <paramref name="inputIds"/> (N, T) through the cached decoder and
     /// returns the next-token logits at the last new position, (N, V). The cache grows by T.
     /// </summary>
