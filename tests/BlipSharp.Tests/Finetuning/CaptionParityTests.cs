@@ -117,6 +117,10 @@ public sealed class CaptionParityTests(ITestOutputHelper output)
             ["train.loss"] = losses.Loss,
         };
         foreach (var (key, value) in actual) FixtureModels.Check(cases, key, value);
+        // Every train.* tensor of the folder is checked here, by the text test or by the gradient test.
+        string[] textTensors = ["train.input_ids_tokenizer", "train.attention_mask", "train.decoder_input_ids", "train.decoder_targets", "train.logit_at_target"];
+        foreach (string n in cases.TensorNames.Where(n => n.StartsWith("train.", StringComparison.Ordinal)))
+            Assert.True(actual.ContainsKey(n) || textTensors.Contains(n) || n.StartsWith("train.grad.", StringComparison.Ordinal), $"{name}: fixture tensor '{n}' is not checked");
         // logit_at_target is meaningless where the target is -100.
         TensorAssert.Close(cases.Tensor("train.logit_at_target").masked_fill(ignored, 0), atTarget.masked_fill(ignored, 0),
             cases.Tolerance("train.logit_at_target"), $"{name}: train.logit_at_target (supervised positions)");
@@ -312,6 +316,69 @@ public sealed class CaptionParityTests(ITestOutputHelper output)
         using var resized = LoadCaptioner(dir, toSize, log);
         FixtureModels.Check(cases, "interpolate_pos_embed.output", resized.vision_model.embeddings.position_embedding);
         Assert.Contains(log, l => l.Contains("interpolated", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void WholeSequenceScoresAreSummedLogProbabilitiesOverTheWholeHypothesisWithAndWithoutAPrompt(string name)
+    {
+        // With BLIP's prompt, and as a VQA evaluator calls it: encoder states with an explicit mask, [DEC] alone as the
+        // start. Each returned score must be the teacher-forced sum of the generated tokens' log-probabilities (its end
+        // token included) divided by the hypothesis length counting [DEC] and the prompt (end token excluded). (With
+        // [DEC] alone, 4.15 and 4.2x+ differ only for hypotheses that reach the maximum length: L versus L - 1.)
+        string dir = OriginalFixtures.CaseDir(name);
+        using var cases = new FixtureCases(dir);
+        using var model = LoadCaptioner(dir);
+        model.eval();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var states = model.EncodeImage(cases.Tensor("pixel_values"));                                     // (B, 1+N, Dv)
+        var mask = ones(states.shape[0], states.shape[1], dtype: ScalarType.Int64);                        // (B, 1+N)
+        int unfinished = 0;
+        foreach (string prompt in new[] { TaskOptions(dir).Prompt, "" })
+        {
+            var start = BlipCaptionGenerator.DecoderStartIds(Tokenizer, prompt);                            // (1, P): [DEC] prompt
+            if (prompt.Length == 0) Assert.Equal(new long[] { 1, 1 }, start.shape);
+            var options = BlipCaptionGenerator.BeamSearch(numBeams: 3, maxLength: 12, minLength: 3);
+            using var result = TextGenerator.Generate(model.text_decoder, states, mask, start, options: options);
+            int p = result.PromptLength;
+            Assert.Equal((int)start.shape[1], p);
+            for (int row = 0; row < result.Sequences.Count; row++)
+            {
+                long[] seq = result.Sequences[row];
+                int end = p;
+                while (end < seq.Length && seq[end] != result.EosTokenId) end++;
+                bool finished = end < seq.Length;
+                if (!finished) unfinished++;
+                long[] forced = seq[..(finished ? end + 1 : end)];                                          // hypothesis (+ its end token)
+                var ids = tensor(forced, ScalarType.Int64).unsqueeze(0);                                    // (1, L)
+                var logits = model.text_decoder.Forward(ids, null, states.narrow(0, row, 1), mask.narrow(0, row, 1)).Logits; // (1, L, V)
+                int generated = forced.Length - p;
+                var logProbs = logits.log_softmax(2).narrow(1, p - 1, generated);                           // (1, G, V): predictions of tokens P..L-1
+                double sum = logProbs.gather(2, ids.narrow(1, p, generated).unsqueeze(2)).sum().ToDouble();
+                double expected = sum / end;                                                                // end = tokens before the end token, [DEC] and prompt included
+                double actual = result.SequenceScores![row];
+                Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)),
+                    $"{name} prompt '{prompt}' row {row}: score {actual:G9}, teacher-forced sum / whole length {expected:G9} (length {end}, finished {finished})");
+            }
+        }
+        output.WriteLine($"{name}: {unfinished} hypotheses reached the maximum length");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BadTrainingInputIsRefusedNamingWhatIsWrong(string name)
+    {
+        string dir = OriginalFixtures.CaseDir(name);
+        using var cases = new FixtureCases(dir);
+        using var task = new CaptioningTask(LoadCaptioner(dir), Tokenizer, TaskOptions(dir));
+        var e = Assert.Throws<ArgumentException>(() => task.Forward(cases.Tensor("pixel_values"), ["one caption"]));
+        Assert.Contains("1 captions", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<ArgumentException>(() => task.Tokenize(["fine", null!]));
+        Assert.Contains("caption 1", e.Message, StringComparison.Ordinal);
+        using var other = LoadCaptioner(dir);
+        e = Assert.Throws<ArgumentException>(() => new CaptioningTask(other, Tokenizer, new CaptioningTaskOptions { Prompt = "a picture of ", MaxTextLength = 5 }));
+        Assert.Contains("a picture of", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
