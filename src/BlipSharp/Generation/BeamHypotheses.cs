@@ -2,8 +2,9 @@ namespace BlipSharp.Generation;
 
 /// <summary>
 /// The n best finished hypotheses of one input during beam search, scored as transformers' <c>BeamHypotheses</c>:
-/// sum of log-probabilities / (generated length ^ length penalty), where the generated length excludes the prompt
-/// and includes the end token of a finished hypothesis.
+/// sum of log-probabilities / (length ^ length penalty). The caller passes the length its
+/// <see cref="BeamLengthNormalization"/> counts: the generated length (prompt excluded, end token of a finished
+/// hypothesis included; transformers 4.2x+) or the whole hypothesis (prompt included, end token excluded; 4.15).
 /// </summary>
 internal sealed class BeamHypotheses(int numBeams, double lengthPenalty, bool earlyStopping)
 {
@@ -15,9 +16,9 @@ internal sealed class BeamHypotheses(int numBeams, double lengthPenalty, bool ea
     public IReadOnlyList<(double Score, long[] Tokens)> Beams => _beams;
 
     /// <summary>Adds a hypothesis if it beats the worst kept one (or fewer than n are kept).</summary>
-    public void Add(long[] tokens, double sumLogProbs, int generatedLength)
+    public void Add(long[] tokens, double sumLogProbs, int normalizingLength)
     {
-        double score = sumLogProbs / Math.Pow(generatedLength, lengthPenalty);
+        double score = sumLogProbs / Math.Pow(normalizingLength, lengthPenalty);
         if (_beams.Count < numBeams || score > _worstScore)
         {
             _beams.Add((score, tokens));
@@ -36,11 +37,13 @@ internal sealed class BeamHypotheses(int numBeams, double lengthPenalty, bool ea
     }
 
     /// <summary>Whether no open beam can beat the kept hypotheses any more (transformers' <c>is_done</c>, early_stopping True/False).</summary>
-    public bool IsDone(double bestSumLogProbs, int currentLength, int promptLength)
+    /// <param name="bestSumLogProbs">The best running score among this step's candidates.</param>
+    /// <param name="normalizingLength">The length that score is divided by (the same rule as <see cref="Add"/>).</param>
+    public bool IsDone(double bestSumLogProbs, int normalizingLength)
     {
         if (_beams.Count < numBeams) return false;
         if (earlyStopping) return true;
-        double highestAttainable = bestSumLogProbs / Math.Pow(currentLength - promptLength, lengthPenalty);
+        double highestAttainable = bestSumLogProbs / Math.Pow(normalizingLength, lengthPenalty);
         return _worstScore >= highestAttainable;
     }
 

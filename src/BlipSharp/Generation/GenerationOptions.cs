@@ -21,6 +21,12 @@ public sealed record GenerationOptions
     /// <summary>Exponent of the length in beam scores: score = sum of log-probabilities / length^penalty.</summary>
     public double LengthPenalty { get; init; } = 1.0;
 
+    /// <summary>
+    /// The length beam scores are normalised by: the generated tokens (transformers 4.2x+, the default) or the whole
+    /// sequence with start token and prompt (transformers 4.15, as salesforce/BLIP ran); see <see cref="Generation.BeamLengthNormalization"/>.
+    /// </summary>
+    public BeamLengthNormalization BeamLengthNormalization { get; init; } = BeamLengthNormalization.GeneratedTokens;
+
     /// <summary>Beam search stops for an input as soon as it has <see cref="NumBeams"/> finished hypotheses.</summary>
     public bool EarlyStopping { get; init; }
 
@@ -89,6 +95,7 @@ public sealed record GenerationOptions
         if (!(Temperature > 0) || double.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "temperature must be a positive number.");
         if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "repetition penalty must be a positive number.");
         if (NoRepeatNgramSize < 0) throw new ArgumentOutOfRangeException(nameof(NoRepeatNgramSize), NoRepeatNgramSize, "no-repeat n-gram size must not be negative.");
+        if (!Enum.IsDefined(BeamLengthNormalization)) throw new ArgumentOutOfRangeException(nameof(BeamLengthNormalization), BeamLengthNormalization, "unknown beam length normalization.");
         if (double.IsNaN(LengthPenalty) || double.IsInfinity(LengthPenalty)) throw new ArgumentOutOfRangeException(nameof(LengthPenalty), LengthPenalty, "length penalty must be finite.");
     }
 }

@@ -135,6 +135,7 @@ public static class TextGenerator
             var done = new bool[batch];
             var newTokens = sequences;
             int candidates = 2 * beams;
+            bool wholeSequence = options.BeamLengthNormalization == BeamLengthNormalization.WholeSequence;
             while (true)
             {
                 using var stepScope = NewDisposeScope();
@@ -163,9 +164,11 @@ public static class TextGenerator
                 float[] scores = topScores.to(CPU).data<float>().ToArray();
                 long[] ids = ToArray(topIds);
 
-                // transformers scores a hypothesis ending here by the length it reaches with its end token:
-                // cur_len = tokens so far + 1, so generated length = cur_len - prompt length (end token included).
+                // transformers >= 4.2x scores a hypothesis ending here by the length it reaches with its end token
+                // (cur_len = tokens so far + 1, generated length = cur_len - prompt length, end token included);
+                // 4.15 by the hypothesis as it stands (every token so far, prompt included, end token excluded).
                 int currentLength = sequences[0].Count + 1;
+                int normalizingLength = wholeSequence ? sequences[0].Count : currentLength - promptLength;
                 var nextScores = new float[rows];
                 var nextTokens = new long[rows];
                 var nextRows = new long[rows];
@@ -196,7 +199,7 @@ public static class TextGenerator
                         if (token == _eos)
                         {
                             if (rank >= beams) continue; // an end not among the top n candidates is not kept
-                            hypotheses[b].Add(sequences[sourceRow].ToArray(), scores[c], currentLength - promptLength);
+                            hypotheses[b].Add(sequences[sourceRow].ToArray(), scores[c], normalizingLength);
                         }
                         else
                         {
@@ -208,7 +211,7 @@ public static class TextGenerator
                     }
                     if (kept < beams)
                         throw new InvalidOperationException($"beam search found fewer than {beams} continuations that are not end-of-sequence.");
-                    done[b] = hypotheses[b].IsDone(best, currentLength, promptLength);
+                    done[b] = hypotheses[b].IsDone(best, normalizingLength);
                 }
 
                 var reordered = new List<long>[rows];
@@ -230,7 +233,7 @@ public static class TextGenerator
                 for (int k = 0; k < beams; k++)
                 {
                     int r = b * beams + k;
-                    hypotheses[b].Add(sequences[r].ToArray(), beamScores[r], sequences[r].Count - promptLength);
+                    hypotheses[b].Add(sequences[r].ToArray(), beamScores[r], wholeSequence ? sequences[r].Count : sequences[r].Count - promptLength);
                 }
             }
             int keep = options.NumReturnSequences;
