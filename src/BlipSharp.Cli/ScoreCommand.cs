@@ -13,6 +13,7 @@ internal static class ScoreCommand
         var command = new Command("score", "Score a results file against its annotations: captions (BLEU, ROUGE-L, CIDEr-D) or VQA answers (VQA accuracy).");
         // One line per metric family; each subcommand lives in its own file.
         command.Subcommands.Add(ScoreCaptionsCommand.Create(output, error));
+        command.Subcommands.Add(ScoreVqaCommand.Create(output, error));
         return command;
     }
 }
