@@ -66,7 +66,7 @@ public sealed record CaptioningLosses(Tensor Loss, Tensor PerToken, Tensor Logit
 /// becomes <c>[DEC]</c>; labels are the ids with <c>[PAD]</c> and the first <see cref="PromptLength"/> columns
 /// (<c>[DEC]</c> and the prompt) set to -100; the loss is the label-smoothed next-token cross-entropy
 /// (<see cref="LanguageModelingLoss"/>). The constructor ties the LM head to the word embeddings
-/// (<see cref="Modeling.Text.BlipTextLMHeadModel.TieWordEmbeddings"/>) as BLIP's decoder has them, so their
+/// (<see cref="Modeling.Text.BlipTextLMHeadModel.TieWeights"/>) as BLIP's decoder has them, so their
 /// gradients add up and the optimizer updates one tensor. As an <see cref="ITrainingTask{TBatch}"/> it trains on
 /// <see cref="ImageTextBatch"/>es and logs <c>loss_lm</c>.
 /// </summary>
@@ -92,7 +92,7 @@ public sealed class CaptioningTask : ITrainingTask<ImageTextBatch>
         PromptLength = PromptTokenCount(tokenizer, Options.Prompt);
         if (PromptLength + 2 > Options.MaxTextLength)
             throw new ArgumentException($"the prompt '{Options.Prompt}' takes {PromptLength} tokens with [DEC]: nothing of a caption fits in max length {Options.MaxTextLength}.", nameof(options));
-        model.text_decoder.TieWordEmbeddings();
+        model.text_decoder.TieWeights();
     }
 
     /// <summary>The captioning model.</summary>

@@ -168,7 +168,7 @@ public sealed class CaptionParityTests(ITestOutputHelper output)
 
         // Untied (the HF layout as loaded): two Parameters with equal values, one gradient each.
         using var untied = LoadCaptioner(dir);
-        Assert.False(untied.text_decoder.WordEmbeddingsTied);
+        Assert.False(untied.text_decoder.WeightsTied);
         untied.train();
         using var task = new CaptioningTask(LoadCaptioner(dir), Tokenizer, options);
         using (NewDisposeScope())
@@ -184,7 +184,7 @@ public sealed class CaptionParityTests(ITestOutputHelper output)
 
         // Tied (the task): one Parameter under both names, optimised once, whose gradient adds both contributions.
         var decoder = task.CaptionModel.text_decoder;
-        Assert.True(decoder.WordEmbeddingsTied);
+        Assert.True(decoder.WeightsTied);
         var tied = decoder.bert.embeddings.word_embeddings.get_parameter("weight")!;
         Assert.Same(tied, decoder.cls.predictions.decoder.get_parameter("weight"));
         Assert.True(task.Model.state_dict().ContainsKey("text_decoder.cls.predictions.decoder.weight"), "both names stay in the state_dict");

@@ -115,32 +115,6 @@ public sealed class BlipTextLMHeadModel : Module
     }
 
     /// <summary>
-    /// Whether the LM head's projection (<c>cls.predictions.decoder.weight</c>) is the same Parameter as the word
-    /// embeddings (<c>bert.embeddings.word_embeddings.weight</c>), as in transformers and salesforce/BLIP.
-    /// </summary>
-    public bool WordEmbeddingsTied => ReferenceEquals(cls.predictions.decoder.get_parameter("weight"), bert.embeddings.word_embeddings.get_parameter("weight"));
-
-    /// <summary>
-    /// Makes the LM head's projection use the word-embedding Parameter, as transformers' <c>tie_weights</c> (and
-    /// BLIP's <c>BertLMHeadModel</c>) do: one (V, H) tensor serves both uses, so its gradient is the sum of the
-    /// embedding lookup's and the output projection's, and an optimizer updates it once. The head's own tensor is
-    /// disposed and the word embeddings' values are kept, so tie after loading weights (checkpoints hold the same
-    /// values under both names). Inference does not need it; training does. Idempotent. Both names stay in the
-    /// state_dict. A tied model cannot be converted with <c>Module.to(dtype)</c> afterwards (TorchSharp converts
-    /// module by module and would dispose the shared tensor): convert first, then tie.
-    /// </summary>
-    public void TieWordEmbeddings()
-    {
-        if (WordEmbeddingsTied) return;
-        var wordEmbeddings = bert.embeddings.word_embeddings.get_parameter("weight")
-            ?? throw new InvalidOperationException("the word embeddings have no weight.");
-        var head = cls.predictions.decoder;
-        if (!head.weight!.shape.SequenceEqual(wordEmbeddings.shape))
-            throw new InvalidOperationException($"cannot tie the LM head [{string.Join(", ", head.weight.shape)}] to the word embeddings [{string.Join(", ", wordEmbeddings.shape)}]: shapes differ.");
-        head.weight = wordEmbeddings;
-    }
-
-    /// <summary>
     /// Decodes <paramref name="inputIds"/> causally while cross-attending to <paramref name="encoderHiddenStates"/>.
     /// With <paramref name="labels"/>, also the next-token loss: cross-entropy of logits[:, :-1] against
     /// labels[:, 1:], ignoring -100.
@@ -172,7 +146,8 @@ public sealed class BlipTextLMHeadModel : Module
     /// (<c>bert.embeddings.word_embeddings.weight</c>), as transformers' <c>tie_weights</c> does
     /// (<c>output_embeddings.weight = input_embeddings.weight</c>): the head takes the embeddings' values, and in
     /// training the one tensor receives the sum of both gradients, as in the original BLIP, whose checkpoints hold one
-    /// tensor under both names. Idempotent. Both keys stay in the state_dict. Convert dtype and device before tying:
+    /// tensor under both names. Tie after loading weights (the word embeddings' values are kept); inference does not
+    /// need it, training does. Idempotent. Both keys stay in the state_dict. Convert dtype and device before tying:
     /// TorchSharp converts module by module and would dispose the shared tensor.
     /// </summary>
     public void TieWeights()
