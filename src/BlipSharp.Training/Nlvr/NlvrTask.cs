@@ -62,14 +62,18 @@ public sealed class NlvrTask : ITrainingTask<NlvrBatch>
         long b = batch.PixelValues0.shape[0];
         if (batch.Targets.dim() != 1 || batch.Targets.shape[0] != b)
             throw new ArgumentException($"the batch has {b} image pairs but targets of shape [{string.Join(", ", batch.Targets.shape)}] (expected [{b}]).", nameof(batch));
-        var targets = batch.Targets.to_type(ScalarType.Int64);                     // (B)
-        using (var outside = targets.lt(0).logical_or(targets.gt(1)).any())
+        using var targets = batch.Targets.to_type(ScalarType.Int64);               // (B)
+        using (var below = targets.lt(0))
+        using (var above = targets.gt(1))
+        using (var outside = below.logical_or(above))
+        using (var any = outside.any())
         {
-            if (outside.ToBoolean())
+            if (any.ToBoolean())
                 throw new ArgumentException($"NLVR targets must be 0 (False) or 1 (True); got [{string.Join(", ", targets.data<long>().ToArray())}].", nameof(batch));
         }
         var output = Network.Forward(batch.PixelValues0, batch.PixelValues1, batch.InputIds, batch.AttentionMask);
-        var loss = nn.functional.cross_entropy(output.Logits.to_type(ScalarType.Float32), targets);
+        using var logits = output.Logits.to_type(ScalarType.Float32);             // (B, 2)
+        var loss = nn.functional.cross_entropy(logits, targets);
         return new NlvrLoss(loss, output);
     }
 

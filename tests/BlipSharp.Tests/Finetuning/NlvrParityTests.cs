@@ -4,6 +4,7 @@ using BlipSharp.Modeling;
 using BlipSharp.Tests.TestSupport;
 using BlipSharp.Training.Checkpoints;
 using BlipSharp.Training.Nlvr;
+using BlipSharp.Training.Training;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
@@ -161,6 +162,50 @@ public sealed class NlvrParityTests(NlvrReplays replays, ITestOutputHelper outpu
         double expected = argmax.Zip(targets).Count(p => p.First == p.Second) / (double)targets.Length;
         using var accuracy = NlvrTask.Accuracy(r.Eval.Logits, r.Targets);
         Assert.Equal(expected, accuracy.ToSingle(), 6);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void TheTrainerStepGivesTheLossAndLogsTheAccuracy(string name)
+    {
+        var r = replays.Get(name);
+        using var scope = NewDisposeScope();
+        ITrainingTask<NlvrBatch> task = r.Task;
+        var step = task.Step(r.Batch, new StepContext { Epoch = 0, Step = 0, BatchInEpoch = 0, BatchesPerEpoch = 1 });
+        FixtureModels.Check(r.Cases, "train.loss", step.Loss);
+        var prediction = r.Cases.Tensor("train.prediction").argmax(1);
+        double expected = prediction.eq(r.Targets).to_type(ScalarType.Float64).mean().ToDouble();
+        Assert.Equal(expected, step.Metrics!["acc"].ToSingle(), 6);
+
+        var wrong = r.Batch with { Targets = tensor(Enumerable.Repeat(2L, (int)r.Targets.shape[0]).ToArray()) };
+        var e = Assert.Throws<ArgumentException>(() => r.Task.Forward(wrong));
+        Assert.Contains("0 (False) or 1 (True)", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void RepeatedForwardPassesLeaveNoLiveTensors(string name)
+    {
+        var r = replays.Get(name);
+        using var model = new BlipForNlvr(r.Config);
+        using var task = new NlvrTask(new BlipForNlvr(r.Config));
+        void Call()
+        {
+            using (no_grad())
+            {
+                using var o = model.Forward(r.Batch.PixelValues0, r.Batch.PixelValues1, r.Batch.InputIds, r.Batch.AttentionMask);
+            }
+            using var loss = task.Forward(r.Batch);
+            loss.Loss.backward();
+        }
+        Call();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 50; i++)
+        {
+            using (NewDisposeScope()) Call();
+        }
+        for (int i = 0; i < 50; i++) Call();
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 
     [Theory]
