@@ -34,11 +34,12 @@ public sealed class NlvrFromPretrainingTests
     public void TheCrossAttentionIsCopiedIntoBothImageBranches(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        var blip = OriginalFixtures.TaskConfig(dir);
+        var baseConfig = NlvrReplay.ConfigFor(dir);
+        var blip = baseConfig.Blip;
         int layers = blip.TextConfig.NumHiddenLayers;
         foreach (int mergeFrom in new[] { BlipNlvrConfig.BlipMergeFromLayer, layers - 1 })
         {
-            var config = new BlipNlvrConfig { Blip = blip, MergeFromLayer = mergeFrom };
+            var config = baseConfig with { MergeFromLayer = mergeFrom };
             using var model = new BlipForNlvr(config);
             var log = new List<string>();
             NlvrCheckpoint.FromPretraining(model, PretrainCheckpoint(dir), log.Add);
@@ -99,7 +100,7 @@ public sealed class NlvrFromPretrainingTests
     public void APretrainingCheckpointIsNotAnNlvrCheckpoint(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        using var model = new BlipForNlvr(new BlipNlvrConfig { Blip = OriginalFixtures.TaskConfig(dir) });
+        using var model = new BlipForNlvr(NlvrReplay.ConfigFor(dir));
         var e = Assert.ThrowsAny<CheckpointFormatException>(() => NlvrCheckpoint.LoadNlvr(model, PretrainCheckpoint(dir)));
         Assert.Contains("self0", e.Message, StringComparison.Ordinal);
     }

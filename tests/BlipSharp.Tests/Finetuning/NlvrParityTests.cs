@@ -26,7 +26,7 @@ public sealed class NlvrReplay : IDisposable
         Name = Path.GetFileName(dir);
         Cases = new FixtureCases(dir);
         var special = Cases.Json.GetProperty("special_ids");
-        Config = new BlipNlvrConfig { Blip = OriginalFixtures.TaskConfig(dir), EncTokenId = special.GetProperty("[ENC]").GetInt32() };
+        Config = ConfigFor(dir);
         Network = new BlipForNlvr(Config);
         NlvrCheckpoint.LoadNlvr(Network, OriginalTaskCheckpointTests.WeightsFile(dir));
         Task = new NlvrTask(Network);
@@ -49,6 +49,18 @@ public sealed class NlvrReplay : IDisposable
         Network.eval();
         using (no_grad())
             Eval = Network.Forward(Batch.PixelValues0, Batch.PixelValues1, Batch.InputIds, Batch.AttentionMask);
+    }
+
+    /// <summary>
+    /// The NLVR configuration of a fixture folder: sizes from its config.json, <c>[ENC]</c> from its cases.json
+    /// <c>special_ids</c>, BLIP's merge-from-layer (nlvr_encoder.py hard-codes 6; strict loading checks it against the
+    /// checkpoint's merge_layer keys).
+    /// </summary>
+    public static BlipNlvrConfig ConfigFor(string dir)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "cases.json")));
+        int enc = doc.RootElement.GetProperty("special_ids").GetProperty("[ENC]").GetInt32();
+        return new BlipNlvrConfig { Blip = OriginalFixtures.TaskConfig(dir), EncTokenId = enc };
     }
 
     public string Dir { get; }
@@ -200,11 +212,11 @@ public sealed class NlvrParityTests(NlvrReplays replays, ITestOutputHelper outpu
         }
         Call();
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        for (int i = 0; i < 50; i++)
+        for (int i = 0; i < 25; i++)
         {
             using (NewDisposeScope()) Call();
         }
-        for (int i = 0; i < 50; i++) Call();
+        for (int i = 0; i < 25; i++) Call();
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 
@@ -236,7 +248,7 @@ public sealed class NlvrParityTests(NlvrReplays replays, ITestOutputHelper outpu
     {
         string dir = OriginalFixtures.CaseDir(name);
         string weights = OriginalTaskCheckpointTests.WeightsFile(dir);
-        var config = new BlipNlvrConfig { Blip = OriginalFixtures.TaskConfig(dir) };
+        var config = NlvrReplay.ConfigFor(dir);
         using var model = new BlipForNlvr(config);
         NlvrCheckpoint.LoadNlvr(model, weights);
         var original = OriginalTaskCheckpoint.ReadStateDict(weights);
@@ -268,7 +280,7 @@ public sealed class NlvrParityTests(NlvrReplays replays, ITestOutputHelper outpu
     public void AnNlvrCheckpointIsNotTakenForAPretrainingOne(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        using var model = new BlipForNlvr(new BlipNlvrConfig { Blip = OriginalFixtures.TaskConfig(dir) });
+        using var model = new BlipForNlvr(NlvrReplay.ConfigFor(dir));
         var e = Assert.ThrowsAny<BlipSharp.Checkpoints.CheckpointFormatException>(() => NlvrCheckpoint.FromPretraining(model, OriginalTaskCheckpointTests.WeightsFile(dir)));
         Assert.True(e.Message.Contains("is a two-image (NLVR) key", StringComparison.Ordinal), e.Message);
     }
