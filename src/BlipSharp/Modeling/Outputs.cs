@@ -165,3 +165,18 @@ public sealed record AnswerRanking(Tensor Indices, Tensor LogLikelihoods, Tensor
         CandidateTargets.Dispose();
     }
 }
+
+/// <summary>Output of <see cref="BlipForNlvr"/>: whether a sentence is true of a pair of images.</summary>
+/// <param name="Logits">(B, 2) classifier logits: [False, True].</param>
+/// <param name="HiddenState">(B, H) the text's first-token ([ENC]) state, grounded in both images, that the head reads.</param>
+/// <param name="ImageEmbeds">(2B, 1+N, Dv) image states: the B first images, then the B second images.</param>
+public sealed record NlvrOutput(Tensor Logits, Tensor HiddenState, Tensor ImageEmbeds) : IDisposable
+{
+    /// <summary>Disposes every tensor.</summary>
+    public void Dispose()
+    {
+        Logits.Dispose();
+        HiddenState.Dispose();
+        ImageEmbeds.Dispose();
+    }
+}
