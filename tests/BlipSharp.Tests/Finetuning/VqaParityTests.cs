@@ -1,3 +1,4 @@
+using BlipSharp.Generation;
 using System.Collections.Concurrent;
 using System.Text.Json;
 using BlipSharp.Modeling;
@@ -226,6 +227,46 @@ public sealed class VqaParityTests(VqaReplays replays, ITestOutputHelper output)
     {
         var r = replays.Get(name);
         CheckAll(r, "test.");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void GeneratedAnswersMatchBlipsBeamSearch(string name)
+    {
+        // BLIP_VQA.forward(train=False, inference='generate'): [DEC] start, 3 beams, max 10, min 1, cross-attention to every
+        // question state (mask of ones), beams scored as transformers 4.15 does (sum of log-probabilities / whole length).
+        var r = replays.Get(name);
+        var generate = r.Cases.Json.GetProperty("cases").GetProperty("generate");
+        var kwargs = generate.GetProperty("text_decoder_generate_kwargs");
+        Assert.True(generate.GetProperty("encoder_attention_mask_all_ones").GetBoolean());
+        var options = new GenerationOptions
+        {
+            NumBeams = kwargs.GetProperty("num_beams").GetInt32(),
+            MaxLength = kwargs.GetProperty("max_length").GetInt32(),
+            MinLength = kwargs.GetProperty("min_length").GetInt32(),
+            EosTokenId = kwargs.GetProperty("eos_token_id").GetInt64(),
+            PadTokenId = kwargs.GetProperty("pad_token_id").GetInt64(),
+            BeamLengthNormalization = BeamLengthNormalization.WholeSequence,
+        };
+        using var model = VqaReplay.LoadModel(OriginalFixtures.CaseDir(name));
+        using var noGrad = no_grad();
+        var questions = VqaReplay.Strings(generate.GetProperty("questions"));
+        var imageIndex = generate.GetProperty("image_index").EnumerateArray().Select(i => i.GetInt64()).ToArray();
+        using var index = tensor(imageIndex);
+        using var pixels = r.Cases.Tensor("test.pixel_values").index_select(0, index);
+        var encoded = VqaTextEncoding.EncodeQuestions(r.Tokenizer, questions);
+        using var image = model.EncodeImage(pixels);
+        using var states = model.EncodeQuestion(image, encoded.InputIds, encoded.AttentionMask);
+        using var generated = model.GenerateAnswer(states, options);
+
+        var expected = r.Cases.Tensor("generate.sequences");
+        TensorAssert.Equal(expected, tensor(generated.Sequences.SelectMany(s => s).ToArray(), [generated.Sequences.Count, generated.Sequences[0].Length]), $"{name}: generate.sequences");
+        Assert.Equal(VqaReplay.Strings(generate.GetProperty("answers")),
+            generated.Sequences.Select(s => r.Tokenizer.Decode(s, skipSpecialTokens: true)).ToList());
+        Assert.NotNull(generated.SequenceScores);
+        using var scores = tensor(generated.SequenceScores!.ToArray());
+        FixtureModels.Check(r.Cases, "generate.sequences_scores", scores);
+        output.WriteLine($"{name}: answers [{string.Join(" | ", generated.Sequences.Select(s => r.Tokenizer.Decode(s, skipSpecialTokens: true)))}]");
     }
 
     [Theory]
