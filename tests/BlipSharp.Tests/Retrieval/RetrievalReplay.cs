@@ -1,4 +1,5 @@
 using System.Text.Json;
+using BlipSharp.Processing;
 using BlipSharp.Tests.TestSupport;
 using BlipSharp.Training.Checkpoints;
 using BlipSharp.Training.Losses;
@@ -37,6 +38,8 @@ public sealed class RetrievalReplay : IStepReplay, IDisposable
         Cases = new FixtureCases(dir);
         var config = OriginalFixtures.PretrainingConfig(dir).ForRetrieval();
         using var model = OriginalBlipCheckpoint.LoadPretraining(OriginalFixtures.WeightsFile(dir), config, new OriginalLoadOptions { Log = LoadLog.Add });
+        // cases.json eval_then_train: BLIP's evaluation ran on the freshly loaded model, before the training steps.
+        Evaluate(model, config.VisionConfig.ImageSize);
         model.train();
         using var optimizer = BlipOptimizer.CreateAdamW(model.TrainableParameters(), OriginalFixtures.AdamW(dir));
         var task = new RetrievalTask(model);
@@ -73,6 +76,49 @@ public sealed class RetrievalReplay : IStepReplay, IDisposable
             RecordState(p, step, model);
         }
     }
+
+    /// <summary>Batch sizes that do not divide the fixture's counts, so every chunking path runs.</summary>
+    public static RetrievalEvaluatorOptions EvalOptions(int kTest) => new() { KTest = kTest, ImageBatchSize = 3, TextBatchSize = 5, ItmBatchSize = 4 };
+
+    private void Evaluate(BlipPretrainingModel model, int imageSize)
+    {
+        var eval = Cases.Json.GetProperty("cases").GetProperty("eval");
+        var texts = eval.GetProperty("texts").EnumerateArray().Select(t => t.GetString()!).ToList();
+        int imageCount = eval.GetProperty("img2txt").EnumerateObject().Count();
+        var files = Cases.Json.GetProperty("images").EnumerateArray().Select(i => Path.Combine(Fixtures.BlipOriginalDir, i.GetProperty("file").GetString()!)).ToList();
+        if (files.Count < imageCount) throw new InvalidDataException($"{Dir}/cases.json: {imageCount} evaluation images but {files.Count} image files");
+        var processor = BlipImageProcessor.Create(new BlipImageProcessorOptions { Height = imageSize, Width = imageSize });
+        using var pixels = processor.Preprocess(files.Take(imageCount));                                        // (N_img, 3, S, S)
+        var tokenizer = BlipTokenizer.FromPretrained(Fixtures.HfModelDir("BlipForImageTextRetrieval"));
+        var evaluator = new RetrievalEvaluator(model, EvalOptions(eval.GetProperty("k_test").GetInt32()));
+        using var tokens = evaluator.Tokenize(tokenizer, texts);
+        bool wasTraining = model.training;
+        using var result = evaluator.Evaluate(imageCount, (start, count) => pixels.narrow(0, start, count), tokens.InputIds, tokens.AttentionMask);
+        EvalTrainingModeRestored = model.training == wasTraining;
+        Keep("eval.input_ids", tokens.InputIds);
+        Keep("eval.attention_mask", tokens.AttentionMask);
+        Keep("eval.text_feat", result.TextFeatures);
+        Keep("eval.image_feat", result.ImageFeatures);
+        using (NewDisposeScope())
+        {
+            model.eval();
+            Keep("eval.image_embeds", evaluator.EncodeImages(pixels).Embeds);
+            model.train(wasTraining);
+            Keep("eval.itm_input_ids", evaluator.MatchingInputIds(tokens.InputIds));
+            Keep("eval.sims_i2t", result.ImageFeatures.matmul(result.TextFeatures.t()));                     // (N_img, N_txt)
+            Keep("eval.score_matrix_i2t", result.DenseImageToText());
+            Keep("eval.score_matrix_t2i", result.DenseTextToImage());
+        }
+        foreach (var (prefix, candidates) in new[] { ("eval.i2t.", result.ImageToText), ("eval.t2i.", result.TextToImage) })
+        {
+            Keep(prefix + "topk_idx", candidates.Indices);
+            Keep(prefix + "topk_sim", candidates.Similarities);
+            Keep(prefix + "itm_score", candidates.MatchScores);
+        }
+    }
+
+    /// <summary>Whether the evaluator left the model in the mode it found it in.</summary>
+    public bool EvalTrainingModeRestored { get; private set; }
 
     private void RecordForward(string p, RetrievalLosses l, Tensor ids, Tensor idQueueBefore, Tensor imageQueueBefore, Tensor textQueueBefore)
     {
