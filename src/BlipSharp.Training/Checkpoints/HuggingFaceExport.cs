@@ -37,8 +37,12 @@ public static class HuggingFaceExport
     private static readonly string[] TokenizerFiles = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"];
 
     /// <summary>The captioning checkpoint: the ViT and the decoder (with the weights it shares with the encoder).</summary>
-    public static void SaveForConditionalGeneration(BlipPretrainingModel model, string directory, HuggingFaceExportOptions? options = null) =>
+    /// <exception cref="InvalidOperationException">The model has no text decoder (a retrieval model).</exception>
+    public static void SaveForConditionalGeneration(BlipPretrainingModel model, string directory, HuggingFaceExportOptions? options = null)
+    {
+        _ = model.TextDecoder; // throws with a clear message for a decoder-less (retrieval) model
         Save(model, directory, nameof(BlipForConditionalGeneration), c => new BlipForConditionalGeneration(c), ["vision_model.", "text_decoder."], options);
+    }
 
     /// <summary>The retrieval checkpoint: the ViT, the text encoder, both ITC projections and the ITM head.</summary>
     public static void SaveForImageTextRetrieval(BlipPretrainingModel model, string directory, HuggingFaceExportOptions? options = null) =>

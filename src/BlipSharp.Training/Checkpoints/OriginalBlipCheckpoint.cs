@@ -27,8 +27,17 @@ public sealed record OriginalLoadOptions
 /// position embeddings (online and momentum) are interpolated to the model's image size as a logged step; and any
 /// missing, unexpected or mis-shaped key is an error naming it.
 /// </summary>
+/// <remarks>
+/// A model built without a text decoder (<see cref="BlipPretrainingConfig.ForRetrieval"/>, salesforce/BLIP's
+/// <c>BLIP_Retrieval</c>) loads a pretraining checkpoint the way BLIP's <c>blip_retrieval(pretrained=...)</c> does,
+/// but explicitly: the checkpoint's <c>text_decoder.*</c> entries are logged as not used; without an
+/// <c>idx_queue</c> in the checkpoint the id queue starts empty (-100) and the pointer at 0 (BLIP_Retrieval's
+/// <c>ptr_queue</c> is a new buffer; the pretraining <c>queue_ptr</c> is not carried over); everything else is
+/// strict. Retrieval checkpoints (with <c>idx_queue</c> and <c>ptr_queue</c>) load strictly, queues included.
+/// </remarks>
 public static class OriginalBlipCheckpoint
 {
+    private const string DecoderPrefix = "text_decoder.";
     private static readonly string[] QueueKeys = ["image_queue", "text_queue", "queue_ptr", "idx_queue"];
     private static readonly string[] PositionEmbeddingKeys = ["vision_model.embeddings.position_embedding", "vision_model_m.embeddings.position_embedding"];
 
@@ -104,8 +113,14 @@ public static class OriginalBlipCheckpoint
         var mapped = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var renamedFrom = new Dictionary<string, string>(StringComparer.Ordinal);
         var positionIds = new List<string>();
+        var unusedDecoderKeys = new List<string>();
         foreach (var (key, value) in original)
         {
+            if (model.text_decoder is null && key.StartsWith(DecoderPrefix, StringComparison.Ordinal))
+            {
+                unusedDecoderKeys.Add(key);
+                continue;
+            }
             if (OriginalBlipKeyMap.IsPositionIds(key))
             {
                 CheckPositionIds(key, value, source);
@@ -125,6 +140,9 @@ public static class OriginalBlipCheckpoint
             renamedFrom[target] = key;
             mapped[target] = value;
         }
+        if (unusedDecoderKeys.Count > 0)
+            log?.Invoke($"{source}: {unusedDecoderKeys.Count} text_decoder.* entries not used by this model (it has no text decoder, as BLIP_Retrieval): " +
+                $"{string.Join(", ", unusedDecoderKeys.Take(3))}{(unusedDecoderKeys.Count > 3 ? ", ..." : "")}.");
         if (positionIds.Count > 0)
             log?.Invoke($"{source}: {positionIds.Count} position_ids buffer(s) checked (arange) and not loaded: positions are computed here ({string.Join(", ", positionIds)}).");
         return mapped;

@@ -224,7 +224,7 @@ public static class SyntheticEvaluation
             var pixels = stack(images).to_type(dtype);                                                     // (B, 3, S, S)
             var imageEmbeds = model.EncodeImage(pixels);                                                    // (B, 1+N, Dv)
             features.Add(model.ImageFeatures(imageEmbeds).to_type(ScalarType.Float32).MoveToOuterDisposeScope()); // (B, E)
-            using var generated = TextGenerator.Generate(model.text_decoder, imageEmbeds, null, start, null, options.Generation);
+            using var generated = TextGenerator.Generate(model.TextDecoder, imageEmbeds, null, start, null, options.Generation);
             for (int row = 0; row < batch.Count; row++)
             {
                 string text = tokenizer.Decode(generated.GeneratedTokens(row), skipSpecialTokens: true);

@@ -43,6 +43,19 @@ public sealed record BlipPretrainingConfig
     [JsonPropertyName("id_queue")] public bool IdQueue { get; init; }
 
     /// <summary>
+    /// Build the image-grounded text decoder (LM) and tie it to the encoder, as <c>BLIP_Pretrain</c> does (default).
+    /// Off: salesforce/BLIP's <c>BLIP_Retrieval</c>, which has no decoder, so its text encoder is tied to nothing
+    /// and a pretraining checkpoint's <c>text_decoder.*</c> entries are not used.
+    /// </summary>
+    [JsonPropertyName("text_decoder")] public bool TextDecoder { get; init; } = true;
+
+    /// <summary>
+    /// This configuration as salesforce/BLIP's <c>BLIP_Retrieval</c> builds it: no text decoder, an id queue
+    /// (pairs that share an image id are positives). The other fields are kept.
+    /// </summary>
+    public BlipPretrainingConfig ForRetrieval() => this with { TextDecoder = false, IdQueue = true };
+
+    /// <summary>
     /// How the ViT's position embeddings start when training from scratch: <c>"trunc_normal"</c> (BLIP: N(0, 0.02))
     /// or <c>"sincos"</c> (2-D sine-cosine start values in MAE's layout, learned from there). A checkpoint overwrites both.
     /// </summary>

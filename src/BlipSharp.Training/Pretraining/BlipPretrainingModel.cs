@@ -9,7 +9,8 @@ namespace BlipSharp.Training.Pretraining;
 
 /// <summary>
 /// BLIP's pretraining model (salesforce/BLIP <c>BLIP_Pretrain</c>) built from the inference modules: a ViT, a
-/// text encoder and a text decoder that shares every parameter with the encoder except its self-attention layers
+/// text encoder and (unless <see cref="BlipPretrainingConfig.TextDecoder"/> is off, which gives salesforce/BLIP's
+/// <c>BLIP_Retrieval</c>, see <see cref="BlipPretrainingConfig.ForRetrieval"/>) a text decoder that shares every parameter with the encoder except its self-attention layers
 /// (the same <see cref="TorchSharp.Modules.Parameter"/> objects, so one optimizer update moves both); the ITC projections, the ITM
 /// head and the learnable temperature; EMA (momentum) copies of the ViT, the text encoder and both projections,
 /// which never receive gradients; and the feature queues (plus an optional id queue) as buffers, so they are
@@ -35,8 +36,11 @@ public sealed class BlipPretrainingModel : Module
     public BlipVisionModel vision_model;
     /// <summary>The text encoder: unimodal (ITC) without image states, image-grounded (ITM) with them.</summary>
     public BlipTextModel text_encoder;
-    /// <summary>The image-grounded decoder (LM); shares all but its self-attention with <see cref="text_encoder"/>.</summary>
-    public BlipTextLMHeadModel text_decoder;
+    /// <summary>
+    /// The image-grounded decoder (LM); shares all but its self-attention with <see cref="text_encoder"/>. Null when
+    /// <see cref="BlipPretrainingConfig.TextDecoder"/> is off (retrieval).
+    /// </summary>
+    public BlipTextLMHeadModel? text_decoder;
     /// <summary>Image [CLS] state to the ITC space (Dv -> E).</summary>
     public Linear vision_proj;
     /// <summary>Text [CLS] state to the ITC space (H -> E).</summary>
@@ -84,10 +88,11 @@ public sealed class BlipPretrainingModel : Module
         int e = Config.EmbedDim, q = Config.QueueSize;
         vision_model = new BlipVisionModel(Config.VisionConfig);
         text_encoder = new BlipTextModel(Config.TextConfig, addPoolingLayer: false);
-        text_decoder = new BlipTextLMHeadModel(Config.TextConfig);
+        text_decoder = Config.TextDecoder ? new BlipTextLMHeadModel(Config.TextConfig) : null;
         BlipWeightInit.VisionTransformer(vision_model, Config.VisionPositionInit);
         BlipWeightInit.Bert(text_encoder, Config.TextConfig.InitializerRange);
-        BlipWeightInit.Bert(text_decoder, Config.TextConfig.InitializerRange); // all but self-attention is then tied to the encoder's
+        if (text_decoder is not null)
+            BlipWeightInit.Bert(text_decoder, Config.TextConfig.InitializerRange); // all but self-attention is then tied to the encoder's
         vision_proj = Linear(Config.VisionWidth, e);
         text_proj = Linear(Config.TextWidth, e);
         itm_head = Linear(Config.TextWidth, 2);
@@ -147,6 +152,10 @@ public sealed class BlipPretrainingModel : Module
         $"cannot convert a BlipPretrainingModel to {target} after construction: its decoder shares Parameter objects with the encoder, " +
         "which TorchSharp's module-by-module conversion would dispose. Create the model with that device and dtype (constructor arguments).");
 
+    /// <summary>The text decoder; throws when the model was built without one (<see cref="BlipPretrainingConfig.TextDecoder"/> off).</summary>
+    public BlipTextLMHeadModel TextDecoder => text_decoder ?? throw new InvalidOperationException(
+        "this model has no text decoder (text_decoder: false, as BLIP_Retrieval): it cannot decode or caption.");
+
     /// <summary>The online and momentum module of each EMA pair: (ViT, ViT_m), (vision_proj, _m), (text encoder, _m), (text_proj, _m).</summary>
     public IReadOnlyList<(Module Online, Module Momentum)> MomentumPairs => _momentumPairs;
 
@@ -160,10 +169,11 @@ public sealed class BlipPretrainingModel : Module
     /// <summary>
     /// Makes the decoder use the encoder's Parameter objects for everything except self-attention (BLIP's
     /// <c>tie_encoder_decoder_weights(..., skip_key='/attention')</c>), and the LM head's projection use the word
-    /// embeddings. Idempotent; the constructor calls it.
+    /// embeddings. Idempotent; the constructor calls it. Without a decoder there is nothing to tie.
     /// </summary>
     public void TieWeights()
     {
+        if (text_decoder is null) return;
         var encoderModules = text_encoder.named_modules().ToDictionary(m => m.name, m => m.module);
         foreach (var (name, decoderModule) in text_decoder.bert.named_modules())
         {
@@ -344,9 +354,10 @@ public sealed class BlipPretrainingModel : Module
     }
 
     /// <summary>Decoder logits (B, T, V): causal self-attention over <paramref name="decoderInputIds"/> ([DEC] first), cross-attention to the image.</summary>
+    /// <exception cref="InvalidOperationException">The model has no decoder (<see cref="BlipPretrainingConfig.TextDecoder"/> off).</exception>
     public Tensor Decode(Tensor decoderInputIds, Tensor? attentionMask, Tensor imageEmbeds)
     {
-        var output = text_decoder.Forward(decoderInputIds, attentionMask, imageEmbeds);
+        var output = TextDecoder.Forward(decoderInputIds, attentionMask, imageEmbeds);
         output.LastHiddenState.Dispose();
         return output.Logits;
     }

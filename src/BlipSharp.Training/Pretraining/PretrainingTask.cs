@@ -49,6 +49,8 @@ public sealed class PretrainingTask
     /// <param name="options">Loss options (default: BLIP's).</param>
     public PretrainingTask(BlipPretrainingModel model, IHardNegativeSampler? sampler = null, PretrainingTaskOptions? options = null)
     {
+        if (model.text_decoder is null)
+            throw new ArgumentException("the pretraining objective needs the text decoder (LM loss); this model was built with text_decoder: false (use RetrievalTask).", nameof(model));
         Model = model;
         Sampler = sampler ?? new MultinomialNegativeSampler();
         Options = options ?? new PretrainingTaskOptions();
@@ -102,17 +104,7 @@ public sealed class PretrainingTask
             weightsT2I = HardNegativeMining.SamplingWeights(contrastive.SimTextToImage.narrow(1, 0, b), ids, Options.NegativeWeightEpsilon);
             weightsI2T = HardNegativeMining.SamplingWeights(contrastive.SimImageToText.narrow(1, 0, b), ids, Options.NegativeWeightEpsilon);
         }
-        var negatives = Sampler.Sample(weightsT2I, weightsI2T);
-        var imageEmbedsNeg = imageEmbeds.index_select(0, negatives.ImageIndices);       // (B, 1+N, Dv)
-        var textIdsNeg = encoderIds.index_select(0, negatives.TextIndices);             // (B, T)
-        var textMaskNeg = batch.AttentionMask.index_select(0, negatives.TextIndices);   // (B, T)
-        // One pass over [positives; (text b, negative image); (negative text, image b)], BLIP's row order.
-        var matchIds = cat([encoderIds, encoderIds, textIdsNeg], 0);                    // (3B, T)
-        var matchMask = cat([batch.AttentionMask, batch.AttentionMask, textMaskNeg], 0);
-        var matchImages = cat([imageEmbeds, imageEmbedsNeg, imageEmbeds], 0);           // (3B, 1+N, Dv)
-        var matchStates = model.EncodeMultimodal(matchIds, matchMask, matchImages);     // (3B, T, H)
-        var matchLogits = model.MatchingLogits(matchStates);                            // (3B, 2)
-        var matching = _matching.Forward(matchLogits, b);
+        var (matchDetails, matchLoss) = MatchWithHardNegatives(model, _matching, Sampler, encoderIds, batch.AttentionMask, imageEmbeds, weightsT2I, weightsI2T);
 
         // LM: [DEC] first, padding ignored.
         var decoderIds = ReplaceFirstToken(batch.InputIds, model.Config.DecTokenId);
@@ -120,14 +112,36 @@ public sealed class PretrainingTask
         var logits = model.Decode(decoderIds, batch.AttentionMask, imageEmbeds);        // (B, T, V)
         var languageModeling = _languageModeling.Forward(logits, decoderTargets);
 
-        var total = Options.ItcWeight * contrastive.Loss + Options.ItmWeight * matching.Loss + Options.LmWeight * languageModeling.Loss;
-        var result = new PretrainingLosses(total, contrastive.Loss, matching.Loss, languageModeling.Loss,
+        var total = Options.ItcWeight * contrastive.Loss + Options.ItmWeight * matchLoss + Options.LmWeight * languageModeling.Loss;
+        var result = new PretrainingLosses(total, contrastive.Loss, matchLoss, languageModeling.Loss,
             new PretrainingFeatures(imageEmbeds, imageFeatures, textFeatures, momentum.ImageFeatures, momentum.TextFeatures),
-            contrastive,
-            new MatchingDetails(matchLogits, matching.Labels, weightsT2I, weightsI2T, negatives),
-            languageModeling);
+            contrastive, matchDetails, languageModeling);
         result.MoveToOuterDisposeScope();
         return result;
+    }
+
+    /// <summary>
+    /// ITM with one drawn hard negative per row, shared by pretraining and retrieval fine-tuning: draws the negatives
+    /// from the sampling weights (images for each text first, then texts for each image, BLIP's order), runs one
+    /// image-grounded pass over <c>[positives; (text b, negative image); (negative text, image b)]</c> and takes the
+    /// cross-entropy against <c>[1]*B + [0]*2B</c>. Returns the details and the scalar loss.
+    /// </summary>
+    internal static (MatchingDetails Details, Tensor Loss) MatchWithHardNegatives(BlipPretrainingModel model, MatchingLoss loss, IHardNegativeSampler sampler,
+        Tensor encoderIds, Tensor attentionMask, Tensor imageEmbeds, Tensor weightsT2I, Tensor weightsI2T)
+    {
+        long b = encoderIds.shape[0];
+        var negatives = sampler.Sample(weightsT2I, weightsI2T);
+        var imageEmbedsNeg = imageEmbeds.index_select(0, negatives.ImageIndices);       // (B, 1+N, Dv)
+        var textIdsNeg = encoderIds.index_select(0, negatives.TextIndices);             // (B, T)
+        var textMaskNeg = attentionMask.index_select(0, negatives.TextIndices);         // (B, T)
+        // One pass over [positives; (text b, negative image); (negative text, image b)], BLIP's row order.
+        var matchIds = cat([encoderIds, encoderIds, textIdsNeg], 0);                    // (3B, T)
+        var matchMask = cat([attentionMask, attentionMask, textMaskNeg], 0);
+        var matchImages = cat([imageEmbeds, imageEmbedsNeg, imageEmbeds], 0);           // (3B, 1+N, Dv)
+        var matchStates = model.EncodeMultimodal(matchIds, matchMask, matchImages);     // (3B, T, H)
+        var matchLogits = model.MatchingLogits(matchStates);                            // (3B, 2)
+        var matching = loss.Forward(matchLogits, b);
+        return (new MatchingDetails(matchLogits, matching.Labels, weightsT2I, weightsI2T, negatives), matching.Loss);
     }
 
     /// <summary>A copy of <paramref name="inputIds"/> (B, T) with column 0 set to <paramref name="tokenId"/> ([ENC] or [DEC]).</summary>

@@ -42,10 +42,10 @@ public sealed class PretrainModelTests
 
         // One update moves both names: the decoder sees an in-place change of the encoder's tensor.
         using (no_grad()) byName["text_encoder.encoder.layer.1.intermediate.dense.weight"].add_(1.0);
-        var decoderWeight = model.text_decoder.bert.encoder.layer[1].intermediate.dense.weight!;
+        var decoderWeight = model.TextDecoder.bert.encoder.layer[1].intermediate.dense.weight!;
         Assert.True(decoderWeight.eq(byName["text_encoder.encoder.layer.1.intermediate.dense.weight"]).all().ToBoolean());
         model.TieWeights(); // idempotent
-        Assert.Same(byName["text_encoder.embeddings.LayerNorm.weight"], model.text_decoder.bert.embeddings.layer_norm.weight);
+        Assert.Same(byName["text_encoder.embeddings.LayerNorm.weight"], model.TextDecoder.bert.embeddings.layer_norm.weight);
     }
 
     [Fact]
@@ -172,7 +172,7 @@ public sealed class PretrainModelTests
             Assert.True(restored.idx_queue!.eq(model.idx_queue).all().ToBoolean());
             Assert.Equal(4, restored.queue_ptr.ToInt64());
             // Strict loading keeps the ties: the restored decoder still shares the encoder's objects.
-            Assert.Same(restored.text_encoder.encoder.layer[0].output.dense.weight, restored.text_decoder.bert.encoder.layer[0].output.dense.weight);
+            Assert.Same(restored.text_encoder.encoder.layer[0].output.dense.weight, restored.TextDecoder.bert.encoder.layer[0].output.dense.weight);
         }
         finally
         {
@@ -207,9 +207,9 @@ public sealed class PretrainModelTests
     {
         manual_seed(7);
         using var model = new BlipPretrainingModel(TinyPretraining.Config(), dtype: ScalarType.Float64);
-        Assert.Equal(ScalarType.Float64, model.text_decoder.bert.encoder.layer[0].output.dense.weight!.dtype);
+        Assert.Equal(ScalarType.Float64, model.TextDecoder.bert.encoder.layer[0].output.dense.weight!.dtype);
         Assert.Equal(ScalarType.Float64, model.image_queue.dtype);
-        Assert.Same(model.text_encoder.encoder.layer[0].output.dense.weight, model.text_decoder.bert.encoder.layer[0].output.dense.weight);
+        Assert.Same(model.text_encoder.encoder.layer[0].output.dense.weight, model.TextDecoder.bert.encoder.layer[0].output.dense.weight);
         Assert.Equal(37, model.SharedParameterNames.Count);
         using (var scope = NewDisposeScope())
         {

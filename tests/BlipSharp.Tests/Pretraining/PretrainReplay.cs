@@ -15,7 +15,7 @@ namespace BlipSharp.Tests.Pretraining;
 /// the recorded alpha and negatives; backward of the sum; AdamW step), starting from its model.pth loaded through
 /// the key map, and keeps every value the fixture records under the fixture's names (original BLIP keys).
 /// </summary>
-public sealed class PretrainReplay : IDisposable
+public sealed class PretrainReplay : IStepReplay, IDisposable
 {
     public string Dir { get; }
     public string Name => Path.GetFileName(Dir);

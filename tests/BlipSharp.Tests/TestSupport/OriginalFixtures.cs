@@ -12,6 +12,7 @@ namespace BlipSharp.Tests.TestSupport;
 public static class OriginalFixtures
 {
     public const string PretrainModel = "models.blip_pretrain.BLIP_Pretrain";
+    public const string RetrievalModel = "models.blip_retrieval.BLIP_Retrieval";
 
     /// <summary>Every case folder whose config.json describes <paramref name="model"/>; fails when there is none.</summary>
     public static IReadOnlyList<string> CaseDirs(string model)
@@ -31,6 +32,20 @@ public static class OriginalFixtures
 
     /// <summary>xunit member data: one row per pretraining case folder name.</summary>
     public static IEnumerable<object[]> PretrainCaseNames() => CaseDirs(PretrainModel).Select(d => new object[] { Path.GetFileName(d) });
+
+    /// <summary>xunit member data: one row per retrieval case folder name.</summary>
+    public static IEnumerable<object[]> RetrievalCaseNames() => CaseDirs(RetrievalModel).Select(d => new object[] { Path.GetFileName(d) });
+
+    /// <summary>The checkpoint a folder's model was built from (<c>weights.file</c>, relative to the folder); it must exist.</summary>
+    public static string WeightsFile(string dir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "config.json")));
+        string file = doc.RootElement.GetProperty("weights").GetProperty("file").GetString()
+            ?? throw new InvalidDataException($"{dir}/config.json: weights.file is not a string");
+        string path = Path.GetFullPath(Path.Combine(dir, file));
+        if (!File.Exists(path)) throw new FileNotFoundException($"{dir}/config.json: weights.file '{file}' does not exist ({path})", path);
+        return path;
+    }
 
     public static string CaseDir(string name) => Path.Combine(Fixtures.BlipOriginalDir, name);
 
@@ -103,7 +118,8 @@ public static class OriginalFixtures
     {
         using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "config.json")));
         var t = doc.RootElement.GetProperty("training");
-        var betas = t.GetProperty("betas").EnumerateArray().Select(b => b.GetDouble()).ToArray();
+        // Absent betas / eps: torch.optim.AdamW's defaults (retrieval's config.json names only lr and weight_decay).
+        var betas = t.TryGetProperty("betas", out var b) ? b.EnumerateArray().Select(x => x.GetDouble()).ToArray() : [0.9, 0.999];
         if (t.TryGetProperty("amsgrad", out var ams) && ams.GetBoolean()) throw new InvalidDataException($"{dir}: amsgrad is not used by BLIP");
         return new BlipSharp.Training.Optimization.AdamWOptions
         {
@@ -111,7 +127,7 @@ public static class OriginalFixtures
             WeightDecay = t.GetProperty("weight_decay").GetDouble(),
             Beta1 = betas[0],
             Beta2 = betas[1],
-            Eps = t.GetProperty("eps").GetDouble(),
+            Eps = t.TryGetProperty("eps", out var eps) ? eps.GetDouble() : 1e-8,
         };
     }
 }
