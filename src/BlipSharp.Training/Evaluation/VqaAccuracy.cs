@@ -107,7 +107,7 @@ public static class VqaAccuracy
     /// <param name="version">Which reference version to reproduce.</param>
     /// <returns>Overall, per question type and per answer type accuracy, and every question's score.</returns>
     /// <exception cref="KeyNotFoundException">A question id has no prediction.</exception>
-    public static VqaAccuracyResult Evaluate(IReadOnlyList<VqaAnnotation> annotations, IReadOnlyDictionary<long, string> predictions, VqaEvalVersion version = VqaEvalVersion.Head)
+    public static VqaAccuracyResult Evaluate(IReadOnlyList<OfficialVqaAnnotation> annotations, IReadOnlyDictionary<long, string> predictions, VqaEvalVersion version = VqaEvalVersion.Head)
     {
         ArgumentNullException.ThrowIfNull(annotations);
         ArgumentNullException.ThrowIfNull(predictions);

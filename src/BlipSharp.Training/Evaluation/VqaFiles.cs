@@ -22,7 +22,7 @@ public sealed record VqaAnswer(string Answer, long AnswerId, string? AnswerConfi
 /// <param name="AnswerType"><c>answer_type</c>.</param>
 /// <param name="MultipleChoiceAnswer"><c>multiple_choice_answer</c>, when present (not used for scoring).</param>
 /// <param name="Answers"><c>answers</c>, in file order.</param>
-public sealed record VqaAnnotation(long QuestionId, long ImageId, string QuestionType, string AnswerType, string? MultipleChoiceAnswer, IReadOnlyList<VqaAnswer> Answers);
+public sealed record OfficialVqaAnnotation(long QuestionId, long ImageId, string QuestionType, string AnswerType, string? MultipleChoiceAnswer, IReadOnlyList<VqaAnswer> Answers);
 
 /// <summary>One result of a VQA results file (what BLIP's <c>train_vqa.py</c> writes).</summary>
 /// <param name="QuestionId"><c>question_id</c>.</param>
@@ -64,10 +64,10 @@ public static class VqaFiles
     /// <param name="path">The file.</param>
     /// <returns>The annotations, in file order.</returns>
     /// <exception cref="DataFormatException">The file is missing, not JSON, or a record is malformed, has no answers, repeats an answer_id or a question id.</exception>
-    public static IReadOnlyList<VqaAnnotation> ReadAnnotations(string path)
+    public static IReadOnlyList<OfficialVqaAnnotation> ReadAnnotations(string path)
     {
         using var doc = Parse(path);
-        var list = new List<VqaAnnotation>();
+        var list = new List<OfficialVqaAnnotation>();
         var seen = new Dictionary<long, int>();
         int index = 0;
         foreach (var e in TopList(doc, path, "annotations"))
@@ -95,7 +95,7 @@ public static class VqaFiles
                 j++;
             }
             if (!seen.TryAdd(id, index)) r.Fail("question_id", $"repeats the question_id of record {seen[id]}");
-            list.Add(new VqaAnnotation(id, imageId, questionType, answerType, mc, answers));
+            list.Add(new OfficialVqaAnnotation(id, imageId, questionType, answerType, mc, answers));
             index++;
         }
         return list;

@@ -43,7 +43,7 @@ public sealed class CaptionParityTests(ITestOutputHelper output)
         var config = OriginalFixtures.TaskConfig(dir);
         if (imageSize is int size) config = config with { VisionConfig = config.VisionConfig with { ImageSize = size } };
         var model = new BlipForConditionalGeneration(config);
-        OriginalTaskCheckpoint.LoadInto(model, OriginalTaskCheckpointTests.WeightsFile(dir), new OriginalTaskLoadOptions { UnusedPrefixes = UnusedPrefixes, Log = log is null ? null : log.Add });
+        OriginalTaskCheckpoint.LoadInto(model, OriginalFixtures.WeightsFile(dir), new OriginalTaskLoadOptions { UnusedPrefixes = UnusedPrefixes, Log = log is null ? null : log.Add });
         return model;
     }
 

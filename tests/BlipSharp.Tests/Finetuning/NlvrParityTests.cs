@@ -28,7 +28,7 @@ public sealed class NlvrReplay : IDisposable
         var special = Cases.Json.GetProperty("special_ids");
         Config = ConfigFor(dir);
         Network = new BlipForNlvr(Config);
-        NlvrCheckpoint.LoadNlvr(Network, OriginalTaskCheckpointTests.WeightsFile(dir));
+        NlvrCheckpoint.LoadNlvr(Network, OriginalFixtures.WeightsFile(dir));
         Task = new NlvrTask(Network);
 
         var pixels = Cases.Tensor("pixel_values");                                   // (2B, 3, S, S)
@@ -247,7 +247,7 @@ public sealed class NlvrParityTests(NlvrReplays replays, ITestOutputHelper outpu
     public void TheCheckpointLoadsStrictlyWithEveryValue(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        string weights = OriginalTaskCheckpointTests.WeightsFile(dir);
+        string weights = OriginalFixtures.WeightsFile(dir);
         var config = NlvrReplay.ConfigFor(dir);
         using var model = new BlipForNlvr(config);
         NlvrCheckpoint.LoadNlvr(model, weights);
@@ -281,7 +281,7 @@ public sealed class NlvrParityTests(NlvrReplays replays, ITestOutputHelper outpu
     {
         string dir = OriginalFixtures.CaseDir(name);
         using var model = new BlipForNlvr(NlvrReplay.ConfigFor(dir));
-        var e = Assert.ThrowsAny<BlipSharp.Checkpoints.CheckpointFormatException>(() => NlvrCheckpoint.FromPretraining(model, OriginalTaskCheckpointTests.WeightsFile(dir)));
+        var e = Assert.ThrowsAny<BlipSharp.Checkpoints.CheckpointFormatException>(() => NlvrCheckpoint.FromPretraining(model, OriginalFixtures.WeightsFile(dir)));
         Assert.True(e.Message.Contains("is a two-image (NLVR) key", StringComparison.Ordinal), e.Message);
     }
 }

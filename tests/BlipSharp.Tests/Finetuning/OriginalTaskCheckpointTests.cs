@@ -23,19 +23,12 @@ public sealed class OriginalTaskCheckpointTests
     public static IEnumerable<object[]> CaptionCases() => OriginalFixtures.CaseDirs(CaptionModel).Select(d => new object[] { Path.GetFileName(d) });
     public static IEnumerable<object[]> VqaCases() => OriginalFixtures.CaseDirs(VqaModel).Select(d => new object[] { Path.GetFileName(d) });
 
-    /// <summary>The weights file a fixture folder's config.json names (<c>weights.file</c>, relative to the folder).</summary>
-    public static string WeightsFile(string dir)
-    {
-        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "config.json")));
-        return Path.GetFullPath(Path.Combine(dir, doc.RootElement.GetProperty("weights").GetProperty("file").GetString()!));
-    }
-
     [Theory]
     [MemberData(nameof(CaptionCases))]
     public void ACaptionerLoadsTheViTAndDecoderOfAPretrainingCheckpoint(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        string weights = WeightsFile(dir);
+        string weights = OriginalFixtures.WeightsFile(dir);
         var log = new List<string>();
         using var model = new BlipForConditionalGeneration(OriginalFixtures.TaskConfig(dir));
         OriginalTaskCheckpoint.LoadInto(model, weights, new OriginalTaskLoadOptions
@@ -66,7 +59,7 @@ public sealed class OriginalTaskCheckpointTests
     {
         string dir = OriginalFixtures.CaseDir(name);
         using var model = new BlipForConditionalGeneration(OriginalFixtures.TaskConfig(dir));
-        var e = Assert.ThrowsAny<CheckpointFormatException>(() => OriginalTaskCheckpoint.LoadInto(model, WeightsFile(dir)));
+        var e = Assert.ThrowsAny<CheckpointFormatException>(() => OriginalTaskCheckpoint.LoadInto(model, OriginalFixtures.WeightsFile(dir)));
         Assert.Contains("text_encoder", e.Message, StringComparison.Ordinal);
     }
 
@@ -75,7 +68,7 @@ public sealed class OriginalTaskCheckpointTests
     public void AVqaCheckpointLoadsStrictlyWithItsTiedAliases(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        string weights = WeightsFile(dir);
+        string weights = OriginalFixtures.WeightsFile(dir);
         using var model = new BlipForQuestionAnswering(OriginalFixtures.TaskConfig(dir));
         OriginalTaskCheckpoint.LoadInto(model, weights);
         var original = OriginalTaskCheckpoint.ReadStateDict(weights);
@@ -101,7 +94,7 @@ public sealed class OriginalTaskCheckpointTests
     public void AMisShapedOrUnknownEntryIsAnErrorNamingTheKey(string name)
     {
         string dir = OriginalFixtures.CaseDir(name);
-        var original = OriginalTaskCheckpoint.ReadStateDict(WeightsFile(dir));
+        var original = OriginalTaskCheckpoint.ReadStateDict(OriginalFixtures.WeightsFile(dir));
         try
         {
             using var model = new BlipForQuestionAnswering(OriginalFixtures.TaskConfig(dir));

@@ -116,7 +116,7 @@ public sealed class VqaReplay : IDisposable
     public static BlipForQuestionAnswering LoadModel(string dir)
     {
         var model = new BlipForQuestionAnswering(OriginalFixtures.TaskConfig(dir));
-        OriginalTaskCheckpoint.LoadInto(model, OriginalTaskCheckpointTests.WeightsFile(dir));
+        OriginalTaskCheckpoint.LoadInto(model, OriginalFixtures.WeightsFile(dir));
         return model;
     }
 

@@ -35,7 +35,7 @@ public sealed class VqaGolden
     public static string[] Strings(JsonElement list) => list.EnumerateArray().Select(e => e.GetString()!).ToArray();
 
     /// <summary>The item's annotation; GT answer j has answer_id j + 1, as in the fixture's generator.</summary>
-    public static VqaAnnotation Annotation(JsonElement item) => new(
+    public static OfficialVqaAnnotation Annotation(JsonElement item) => new(
         Id(item), ImageId(item), item.GetProperty("question_type").GetString()!, item.GetProperty("answer_type").GetString()!, null,
         Strings(item.GetProperty("gt_answers")).Select((a, j) => new VqaAnswer(a, j + 1, "yes")).ToList());
 
