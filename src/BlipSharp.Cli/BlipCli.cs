@@ -25,6 +25,8 @@ public static class BlipCli
         root.Subcommands.Add(EmbedCommand.Create(output, error));
         root.Subcommands.Add(SynthCommand.Create(output, error));
         root.Subcommands.Add(PretrainCommand.Create(output, error));
+        root.Subcommands.Add(FinetuneCommand.Create(output, error));
+        root.Subcommands.Add(EvaluateCommand.Create(output, error));
         root.Subcommands.Add(EvaluateSynthCommand.Create(output, error));
         root.Subcommands.Add(ScoreCommand.Create(output, error));
         var parse = root.Parse(args);

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using BlipSharp.Training.Data;
 using BlipSharp.Training.Training;
@@ -42,7 +41,7 @@ internal static class PretrainCommand
         return command;
     }
 
-    private static TrainingConfig LoadRecipe(string? path, string[] overrides, string? outDir, bool resume, TextWriter error)
+    internal static TrainingConfig LoadRecipe(string? path, string[] overrides, string? outDir, bool resume, TextWriter error)
     {
         var all = overrides.ToList();
         if (outDir is not null) all.Add("output.dir=" + JsonValue.Create(outDir).ToJsonString());
@@ -154,32 +153,17 @@ internal static class PretrainCommand
             log($"{recipe.Task}: {dataset.Count} samples, {loader.BatchesPerEpoch} batches of {recipe.Data.BatchSize} per epoch, "
                 + $"{trainer.StepsPerEpoch} steps per epoch, {trainer.TotalSteps} steps, {recipe.Train.Precision.ToString().ToLowerInvariant()}, run folder {Path.GetFullPath(runDir)}");
 
-            using var stop = new CancellationTokenSource();
-            void OnCancelKey(object? sender, ConsoleCancelEventArgs e)
-            {
-                if (stop.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
-                e.Cancel = true;
-                stop.Cancel();
-                log("stopping after the current step (Ctrl+C again to abort without a checkpoint)");
-            }
-            Console.CancelKeyPress += OnCancelKey;
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-            {
-                context.Cancel = true;
-                stop.Cancel();
-            });
             TrainingResult result;
-            try
+            using (var stop = new StopSignals(log))
             {
-                result = trainer.Run(stop.Token);
-            }
-            catch (TrainingException e)
-            {
-                throw new CliException(e.Message);
-            }
-            finally
-            {
-                Console.CancelKeyPress -= OnCancelKey;
+                try
+                {
+                    result = trainer.Run(stop.Token);
+                }
+                catch (TrainingException e)
+                {
+                    throw new CliException(e.Message);
+                }
             }
             bar.Clear();
             if (json)

@@ -22,6 +22,13 @@ public sealed record TrainingConfig
     /// <summary>The task's model settings, read by the task (the trainer does not look inside).</summary>
     public JsonObject Model { get; init; } = new();
 
+    /// <summary>
+    /// The task's evaluation settings, read by the fine-tuning task (<see cref="Finetuning.IFinetuneTask.Evaluate"/>):
+    /// the annotation files of each split and the inference settings (k for retrieval, beam size, answer list). Empty
+    /// for pretraining.
+    /// </summary>
+    public JsonObject Evaluation { get; init; } = new();
+
     /// <summary>Optimizer, schedule, precision and loop settings.</summary>
     public TrainConfig Train { get; init; } = new();
 

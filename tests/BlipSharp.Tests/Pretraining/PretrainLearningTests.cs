@@ -14,32 +14,14 @@ namespace BlipSharp.Tests.Pretraining;
 /// retrieval far above chance, and captions whose first named object has the right colour and shape, together, for most
 /// test images.
 /// </summary>
-public sealed class PretrainLearningTests(ITestOutputHelper output) : IDisposable
+[Collection(TinyPretrainedWorldCollection.Name)]
+public sealed class PretrainLearningTests(TinyPretrainedWorld tiny, ITestOutputHelper output)
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("blipsharp-learn-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static string Blip(params string[] args)
-    {
-        var (code, stdout, stderr) = CliRunner.Run(args);
-        Assert.True(code == 0, $"blip {string.Join(" ", args)} exited with {code}: {stderr}");
-        return stdout;
-    }
-
     [Fact]
     [Trait("Category", "Training")]
     public void TheTinyRecipeLearnsRetrievalAndCaptionsNamingTheRightColourAndShape()
     {
-        string world = Path.Combine(_dir, "world"), vit = Path.Combine(_dir, "vit"), run = Path.Combine(_dir, "run");
-        Blip("synth", "--out", world, "--size", "32", "--noise", "0.2", "--seed", "1");
-        Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "vit-tiny.json"), "--out", vit, "--threads", "1",
-            "--set", $"data.train_files=[\"{Path.Combine(world, "classify.json")}\"]");
-        Blip("pretrain", "--config", Path.Combine(Fixtures.RepoRoot, "configs", "pretrain-tiny.json"), "--out", run, "--threads", "1",
-            "--set", $"data.train_files=[\"{Path.Combine(world, "pretrain.json")}\"]",
-            "--set", $"model.tokenizer={Path.Combine(world, "tokenizer")}", "--set", $"model.vision_init={vit}",
-            "--set", "output.checkpoint_every=0", "--set", "output.keep_checkpoints=1");
-
+        string world = tiny.World, run = tiny.Pretrain;
         var result = SyntheticEvaluation.EvaluateRun(run, Path.Combine(world, "test.json"));
         output.WriteLine($"image->text R@1 {result.ImageToTextR1:P1} R@5 {result.ImageToTextR5:P1}, text->image R@1 {result.TextToImageR1:P1}, "
             + $"chance {result.ChanceImageToTextR1:P1}; captions right {result.CaptionAccuracy:P1}, right colour {result.ColourAccuracy:P1}, right shape {result.ShapeAccuracy:P1}, both {result.ObjectAccuracy:P1}");
