@@ -62,6 +62,8 @@ public static class TrainingTasks
         lock (Registered) Registered.TryGetValue(config.Task, out factory);
         if (factory is null && !BuiltIn.TryGetValue(config.Task, out factory))
         {
+            if (Finetuning.FinetuneTasks.Names.Contains(config.Task, StringComparer.Ordinal))
+                throw new TrainingConfigException("task", $"'{config.Task}' is a fine-tuning task: run it with blip finetune {config.Task}");
             var names = Names;
             throw new TrainingConfigException("task", $"'{config.Task}' is not a known task (available: {(names.Count == 0 ? "none" : string.Join(", ", names))})");
         }
