@@ -84,7 +84,9 @@ public sealed class RetrievalEvaluator
         tokenizer.EncodeToTensors(texts, new TokenizerEncodeOptions { Padding = PaddingStrategy.MaxLength, Truncation = true, MaxLength = Options.MaxTextLength });
 
     /// <summary>Normalised unimodal text features (N, E) of token ids (N, T), in batches of <see cref="RetrievalEvaluatorOptions.TextBatchSize"/>.</summary>
-    public Tensor TextFeatures(Tensor inputIds, Tensor attentionMask)
+    public Tensor TextFeatures(Tensor inputIds, Tensor attentionMask) => TextFeatures(inputIds, attentionMask, null);
+
+    private Tensor TextFeatures(Tensor inputIds, Tensor attentionMask, IProgress<RetrievalProgress>? progress)
     {
         using var _ = no_grad();
         long n = inputIds.shape[0];
@@ -97,6 +99,7 @@ public sealed class RetrievalEvaluator
                 long count = Math.Min(Options.TextBatchSize, n - start);
                 var states = Model.EncodeText(inputIds.narrow(0, start, count), attentionMask.narrow(0, start, count)); // (b, T, H)
                 parts.Add(Model.TextFeatures(states).MoveToOuterDisposeScope());                                         // (b, E)
+                progress?.Report(new RetrievalProgress(RetrievalStage.TextFeatures, (int)(start + count), (int)n));
             }
             return cat(parts, 0);                                                                                        // (N, E)
         }
@@ -125,9 +128,27 @@ public sealed class RetrievalEvaluator
     /// <param name="pixelBatch">The image source, called twice per image batch.</param>
     /// <param name="inputIds">(N_txt, T) int64 token ids, [CLS] first (see <see cref="Tokenize"/>).</param>
     /// <param name="attentionMask">(N_txt, T) attention mask.</param>
-    public RetrievalResult Evaluate(int imageCount, Func<int, int, Tensor> pixelBatch, Tensor inputIds, Tensor attentionMask)
+    /// <param name="progress">Told after every text, image and ITM batch (optional).</param>
+    public RetrievalResult Evaluate(int imageCount, Func<int, int, Tensor> pixelBatch, Tensor inputIds, Tensor attentionMask,
+        IProgress<RetrievalProgress>? progress = null)
     {
         if (imageCount <= 0) throw new ArgumentOutOfRangeException(nameof(imageCount), imageCount, "at least one image is needed.");
+        ArgumentNullException.ThrowIfNull(pixelBatch);
+        return EvaluateItems(imageCount, (start, count) =>
+        {
+            var (embeds, features) = EncodeImages(Pixels(pixelBatch, start, count));
+            return new EncodedItems(embeds, null, features);
+        }, inputIds, attentionMask, progress);
+    }
+
+    /// <summary>
+    /// The evaluation over any kind of item (images, videos): <paramref name="encode"/>(start, count) gives the ITM
+    /// states and ITC features of items start .. start+count-1 (count at most <see cref="RetrievalEvaluatorOptions.ImageBatchSize"/>);
+    /// it is called twice per batch (features, then ITM) and must give the same values both times.
+    /// </summary>
+    internal RetrievalResult EvaluateItems(int itemCount, Func<int, int, EncodedItems> encode, Tensor inputIds, Tensor attentionMask,
+        IProgress<RetrievalProgress>? progress)
+    {
         int textCount = (int)inputIds.shape[0];
         if (textCount <= 0 || attentionMask.shape[0] != textCount)
             throw new ArgumentException($"{textCount} texts with {attentionMask.shape[0]} attention-mask rows.", nameof(attentionMask));
@@ -139,17 +160,17 @@ public sealed class RetrievalEvaluator
             using var scope = NewDisposeScope();
             var ids = inputIds.to_type(ScalarType.Int64);
             var mask = attentionMask.to_type(ScalarType.Int64);
-            var textFeatures = TextFeatures(ids, mask);                                 // (N_txt, E)
-            var imageFeatures = ImageFeaturesOf(imageCount, pixelBatch);                // (N_img, E)
-            int kI2T = Math.Min(Options.KTest, textCount), kT2I = Math.Min(Options.KTest, imageCount);
-            var (i2tIdx, i2tSim) = TopK(imageFeatures, textFeatures, kI2T, Options.ImageBatchSize, transpose: false);
-            var (t2iIdx, t2iSim) = TopK(imageFeatures, textFeatures, kT2I, Options.TextBatchSize, transpose: true);
+            var textFeatures = TextFeatures(ids, mask, progress);                       // (N_txt, E)
+            var itemFeatures = ItemFeaturesOf(itemCount, encode, progress);             // (N_img, E)
+            int kI2T = Math.Min(Options.KTest, textCount), kT2I = Math.Min(Options.KTest, itemCount);
+            var (i2tIdx, i2tSim) = TopK(itemFeatures, textFeatures, kI2T, Options.ImageBatchSize, transpose: false);
+            var (t2iIdx, t2iSim) = TopK(itemFeatures, textFeatures, kT2I, Options.TextBatchSize, transpose: true);
             var encoderIds = MatchingInputIds(ids);
-            var (i2tItm, t2iItm) = MatchScores(imageCount, pixelBatch, encoderIds, mask, i2tIdx, t2iIdx);
+            var (i2tItm, t2iItm) = MatchScores(itemCount, encode, encoderIds, mask, i2tIdx, t2iIdx, progress);
             var result = new RetrievalResult(
                 new RetrievalCandidates(i2tIdx, i2tSim, i2tItm, i2tItm + i2tSim, textCount),
-                new RetrievalCandidates(t2iIdx, t2iSim, t2iItm, t2iItm + t2iSim, imageCount),
-                imageFeatures, textFeatures);
+                new RetrievalCandidates(t2iIdx, t2iSim, t2iItm, t2iItm + t2iSim, itemCount),
+                itemFeatures, textFeatures);
             result.MoveToOuterDisposeScope();
             return result;
         }
@@ -159,18 +180,17 @@ public sealed class RetrievalEvaluator
         }
     }
 
-    private Tensor ImageFeaturesOf(int imageCount, Func<int, int, Tensor> pixelBatch)
+    private Tensor ItemFeaturesOf(int itemCount, Func<int, int, EncodedItems> encode, IProgress<RetrievalProgress>? progress)
     {
         var parts = new List<Tensor>();
         try
         {
-            for (int start = 0; start < imageCount; start += Options.ImageBatchSize)
+            for (int start = 0; start < itemCount; start += Options.ImageBatchSize)
             {
                 using var scope = NewDisposeScope();
-                int count = Math.Min(Options.ImageBatchSize, imageCount - start);
-                var pixels = Pixels(pixelBatch, start, count);
-                var (_, features) = EncodeImages(pixels);
-                parts.Add(features.MoveToOuterDisposeScope());
+                int count = Math.Min(Options.ImageBatchSize, itemCount - start);
+                parts.Add(encode(start, count).Features.MoveToOuterDisposeScope());
+                progress?.Report(new RetrievalProgress(RetrievalStage.ItemFeatures, start + count, itemCount));
             }
             return cat(parts, 0);
         }
@@ -219,12 +239,12 @@ public sealed class RetrievalEvaluator
     }
 
     /// <summary>
-    /// The ITM "match" logit of every candidate pair: per image batch, its states are computed once and every pair
-    /// that involves one of its images (its own top-k texts, and the texts that have it among their top-k images)
+    /// The ITM "match" logit of every candidate pair: per item batch, its states are computed once and every pair
+    /// that involves one of its items (its own top-k texts, and the texts that have it among their top-k items)
     /// is scored in batches of <see cref="RetrievalEvaluatorOptions.ItmBatchSize"/>.
     /// </summary>
-    private (Tensor ImageToText, Tensor TextToImage) MatchScores(int imageCount, Func<int, int, Tensor> pixelBatch, Tensor encoderIds, Tensor mask,
-        Tensor i2tIdx, Tensor t2iIdx)
+    private (Tensor ImageToText, Tensor TextToImage) MatchScores(int imageCount, Func<int, int, EncodedItems> encode, Tensor encoderIds, Tensor mask,
+        Tensor i2tIdx, Tensor t2iIdx, IProgress<RetrievalProgress>? progress)
     {
         int kI2T = (int)i2tIdx.shape[1], kT2I = (int)t2iIdx.shape[1];
         long[] i2t = i2tIdx.cpu().data<long>().ToArray();                               // (N_img * k) text per slot
@@ -241,7 +261,8 @@ public sealed class RetrievalEvaluator
         {
             using var scope = NewDisposeScope();
             int start = b * Options.ImageBatchSize, count = Math.Min(Options.ImageBatchSize, imageCount - start);
-            var (embeds, _) = EncodeImages(Pixels(pixelBatch, start, count));          // (c, 1+N, Dv)
+            var items = encode(start, count);
+            var embeds = items.States;                                                  // (c, L, Dv)
             // Pairs of this batch: (local image, text, destination); i2t slots first, then t2i slots.
             var pairs = new List<(long Image, long Text, bool ImageToText, int Slot)>(count * kI2T + t2iByBatch[b].Count);
             for (int slot = start * kI2T; slot < (start + count) * kI2T; slot++) pairs.Add((slot / kI2T - start, i2t[slot], true, slot));
@@ -252,8 +273,9 @@ public sealed class RetrievalEvaluator
                 var chunk = pairs.GetRange(p, Math.Min(Options.ItmBatchSize, pairs.Count - p));
                 var imageIndex = tensor(chunk.Select(c => c.Image).ToArray(), dtype: ScalarType.Int64, device: embeds.device);
                 var textIndex = tensor(chunk.Select(c => c.Text).ToArray(), dtype: ScalarType.Int64, device: encoderIds.device);
-                var states = Model.EncodeMultimodal(encoderIds.index_select(0, textIndex), mask.index_select(0, textIndex),
-                    embeds.index_select(0, imageIndex));                                // (P, T, H)
+                using var output = Model.text_encoder.Forward(encoderIds.index_select(0, textIndex), mask.index_select(0, textIndex),
+                    embeds.index_select(0, imageIndex), items.StatesMask?.index_select(0, imageIndex)); // image-grounded, as EncodeMultimodal
+                var states = output.LastHiddenState;                                    // (P, T, H)
                 var logits = Model.MatchingLogits(states);                              // (P, 2)
                 var match = logits.select(1, 1).to_type(ScalarType.Float32).cpu().data<float>().ToArray(); // (P)
                 for (int i = 0; i < chunk.Count; i++)
@@ -262,6 +284,7 @@ public sealed class RetrievalEvaluator
                     else t2iScores[chunk[i].Slot] = match[i];
                 }
             }
+            progress?.Report(new RetrievalProgress(RetrievalStage.Matching, start + count, imageCount));
         }
         var device = i2tIdx.device;
         var dtype = Model.temp.dtype;
@@ -269,6 +292,31 @@ public sealed class RetrievalEvaluator
                 tensor(t2iScores, dtype: ScalarType.Float32).view(t2iIdx.shape).to(dtype, device));  // (N_txt, k)
     }
 }
+
+/// <summary>A stage of a retrieval evaluation (see <see cref="RetrievalProgress"/>).</summary>
+public enum RetrievalStage
+{
+    /// <summary>Unimodal text features; counts texts.</summary>
+    TextFeatures,
+
+    /// <summary>ITC features of the images or videos (first pass); counts images or videos.</summary>
+    ItemFeatures,
+
+    /// <summary>ITM scores of the candidate pairs, image or video batch by batch (second pass); counts images or videos.</summary>
+    Matching,
+}
+
+/// <summary>How far a retrieval evaluation is: <paramref name="Done"/> of <paramref name="Total"/> in <paramref name="Stage"/>.</summary>
+/// <param name="Stage">The stage.</param>
+/// <param name="Done">Texts, images or videos finished in this stage.</param>
+/// <param name="Total">Texts, images or videos of this stage.</param>
+public readonly record struct RetrievalProgress(RetrievalStage Stage, int Done, int Total);
+
+/// <summary>One batch of retrieval items (images or videos) encoded for the evaluation.</summary>
+/// <param name="States">(B, L, D) the states ITM cross-attends to.</param>
+/// <param name="StatesMask">(B, L) 1 for states, 0 for padding; null for all ones (BLIP's <c>encoder_att</c>).</param>
+/// <param name="Features">(B, E) normalised ITC features.</param>
+internal readonly record struct EncodedItems(Tensor States, Tensor? StatesMask, Tensor Features);
 
 /// <summary>The top-k candidates of every query in one direction, with their scores.</summary>
 /// <param name="Indices">(Q, k) int64 candidate indices (texts for image queries, images for text queries), by descending similarity.</param>
