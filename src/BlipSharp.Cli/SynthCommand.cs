@@ -21,11 +21,12 @@ internal static class SynthCommand
         var vqa = new Option<int>("--vqa-images") { Description = "Images with VQA questions.", DefaultValueFactory = _ => defaults.VqaImages };
         var classify = new Option<int>("--classify-images") { Description = "Single-object images labelled with their shape (classify.json), to pretrain the ViT on.", DefaultValueFactory = _ => defaults.ClassifyImages };
         var nlvr = new Option<int>("--nlvr-pairs") { Description = "Image pairs with NLVR2-style statements (one true, one false each).", DefaultValueFactory = _ => defaults.NlvrPairs };
+        var videos = new Option<int>("--video-clips") { Description = "Video clips (frame folders) with a caption each, for zero-shot video-text retrieval (video_test.jsonl).", DefaultValueFactory = _ => defaults.VideoClips };
         var shards = new Option<bool>("--shards") { Description = "Also write the pretraining split as WebDataset .tar shards." };
         var json = new Option<bool>("--json") { Description = "Print the summary as one JSON object." };
-        var command = new Command("synth", "Write a synthetic image-text world to train on: noisy pretraining pairs, clean splits, VQA, NLVR2-style pairs.")
+        var command = new Command("synth", "Write a synthetic image-text world to train on: noisy pretraining pairs, clean splits, VQA, NLVR2-style pairs, video clips.")
         {
-            outDir, seed, noise, size, pretrain, human, val, test, vqa, classify, nlvr, shards, json,
+            outDir, seed, noise, size, pretrain, human, val, test, vqa, classify, nlvr, videos, shards, json,
         };
         command.SetAction(result =>
         {
@@ -45,6 +46,7 @@ internal static class SynthCommand
                 VqaImages = result.GetValue(vqa),
                 ClassifyImages = result.GetValue(classify),
                 NlvrPairs = result.GetValue(nlvr),
+                VideoClips = result.GetValue(videos),
                 WriteShards = result.GetValue(shards),
             };
             string dir = result.GetValue(outDir)!;
@@ -69,6 +71,7 @@ internal static class SynthCommand
                     noise = summary.NoiseCounts.Where(kv => kv.Key != NoiseKind.None).ToDictionary(kv => Snake(kv.Key), kv => kv.Value),
                     vqa_questions = new { train = summary.VqaTrainQuestions, test = summary.VqaTestQuestions },
                     nlvr_items = new { train = summary.NlvrTrainItems, test = summary.NlvrTestItems },
+                    video_clips = summary.VideoClips,
                     files = summary.Files,
                 }));
                 return BlipCli.Success;
@@ -82,6 +85,7 @@ internal static class SynthCommand
             output.WriteLine($"  vqa: {images[SyntheticSplit.Vqa]} images, {summary.VqaTrainQuestions} train / {summary.VqaTestQuestions} test questions");
             output.WriteLine($"  classify: {images[SyntheticSplit.Classify]} single-object images labelled with their shape");
             output.WriteLine($"  nlvr: {images[SyntheticSplit.Nlvr] / 2} image pairs, {summary.NlvrTrainItems} train / {summary.NlvrTestItems} test statements");
+            output.WriteLine($"  video: {summary.VideoClips} clips of {options.VideoFrames} frames, one caption each");
             output.WriteLine($"  files: {string.Join(", ", summary.Files)}");
             return BlipCli.Success;
         });
@@ -113,6 +117,7 @@ internal static class SynthCommand
             "ClassifyImages" => "--classify-images",
             "NlvrPairs" => "--nlvr-pairs",
             "NlvrTestFraction" => "--nlvr-pairs",
+            "VideoClips" => "--video-clips",
             _ => null,
         };
         return flag is null ? message : string.Create(CultureInfo.InvariantCulture, $"{flag}: {message}");

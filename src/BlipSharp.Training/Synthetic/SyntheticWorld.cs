@@ -1,3 +1,4 @@
+using System.Text;
 using System.Formats.Tar;
 using System.Globalization;
 using System.Text.Json;
@@ -28,6 +29,9 @@ public enum SyntheticSplit
 
     /// <summary>Image pairs with true and false statements about them (NLVR2 style).</summary>
     Nlvr,
+
+    /// <summary>Short clips (frame folders) of a scene whose objects drift, with one caption each (MSRVTT style).</summary>
+    Video,
 }
 
 /// <summary>What <see cref="SyntheticWorld.Generate"/> wrote.</summary>
@@ -40,6 +44,7 @@ public enum SyntheticSplit
 /// <param name="VqaTestQuestions">Questions in <c>vqa_test.json</c>.</param>
 /// <param name="NlvrTrainItems">Statements in <c>nlvr_train.json</c>.</param>
 /// <param name="NlvrTestItems">Statements in <c>nlvr_test.json</c>.</param>
+/// <param name="VideoClips">Clips in <c>video_test.jsonl</c> (frame folders under <c>videos/</c>).</param>
 public sealed record SyntheticWorldSummary(
     string Directory,
     IReadOnlyList<string> Files,
@@ -49,7 +54,8 @@ public sealed record SyntheticWorldSummary(
     int VqaTrainQuestions,
     int VqaTestQuestions,
     int NlvrTrainItems = 0,
-    int NlvrTestItems = 0);
+    int NlvrTestItems = 0,
+    int VideoClips = 0);
 
 /// <summary>
 /// A deterministic generator of a small image-text world for pretraining experiments: PNG images of coloured shapes
@@ -122,6 +128,12 @@ public static class SyntheticWorld
 
     /// <summary>NLVR2-style test statements.</summary>
     public const string NlvrTestFile = "nlvr_test.json";
+
+    /// <summary>The video-text retrieval test file (BLIP's MSRVTT jsonl: <c>clip_name</c>, <c>caption</c>); clips are frame folders <c>videos/clip_name/</c>.</summary>
+    public const string VideoTestFile = "video_test.jsonl";
+
+    /// <summary>The folder of the video clips (one frame folder per clip).</summary>
+    public const string VideosDirectory = "videos";
 
     /// <summary>The classification split: BLIP annotation records whose caption is the object's shape ("circle").</summary>
     public const string ClassifyFile = "classify.json";
@@ -301,6 +313,7 @@ public static class SyntheticWorld
 
         var (trainQuestions, testQuestions) = WriteVqa(outputDirectory, options, scenes[SyntheticSplit.Vqa], files);
         var (nlvrTrain, nlvrTest) = WriteNlvr(outputDirectory, options, scenes[SyntheticSplit.Nlvr], files);
+        int videoClips = WriteVideos(outputDirectory, options, files);
         if (options.WriteShards) WriteShards(outputDirectory, options, pretrain, pretrainRecords, files);
         var vocabulary = SyntheticVocabulary.Build(WorldTexts(outputDirectory, files));
         foreach (string f in SyntheticVocabulary.Write(Path.Combine(outputDirectory, SyntheticVocabulary.DirectoryName), vocabulary))
@@ -324,6 +337,7 @@ public static class SyntheticWorld
             w.WriteNumber("vqa_test_questions", testQuestions);
             w.WriteNumber("nlvr_train_items", nlvrTrain);
             w.WriteNumber("nlvr_test_items", nlvrTest);
+            w.WriteNumber("video_clips", videoClips);
             w.WriteStartArray("files");
             foreach (string f in files) w.WriteStringValue(f);
             w.WriteEndArray();
@@ -331,19 +345,20 @@ public static class SyntheticWorld
         });
 
         return new SyntheticWorldSummary(Path.GetFullPath(outputDirectory), files, images, pretrainRecords.Count(r => r.Kind != NoiseKind.None),
-            noise, trainQuestions, testQuestions, nlvrTrain, nlvrTest);
+            noise, trainQuestions, testQuestions, nlvrTrain, nlvrTest, videoClips);
     }
 
     private static void Validate(SyntheticWorldOptions o)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(o.ImageSize, 16, nameof(o.ImageSize));
-        foreach (var (name, v) in new[] { (nameof(o.PretrainImages), o.PretrainImages), (nameof(o.HumanImages), o.HumanImages), (nameof(o.ValImages), o.ValImages), (nameof(o.TestImages), o.TestImages), (nameof(o.VqaImages), o.VqaImages), (nameof(o.ClassifyImages), o.ClassifyImages), (nameof(o.NlvrPairs), o.NlvrPairs) })
+        foreach (var (name, v) in new[] { (nameof(o.PretrainImages), o.PretrainImages), (nameof(o.HumanImages), o.HumanImages), (nameof(o.ValImages), o.ValImages), (nameof(o.TestImages), o.TestImages), (nameof(o.VqaImages), o.VqaImages), (nameof(o.ClassifyImages), o.ClassifyImages), (nameof(o.NlvrPairs), o.NlvrPairs), (nameof(o.VideoClips), o.VideoClips) })
             ArgumentOutOfRangeException.ThrowIfNegative(v, name);
         ArgumentOutOfRangeException.ThrowIfLessThan(o.HumanCaptionsPerImage, 1, nameof(o.HumanCaptionsPerImage));
         ArgumentOutOfRangeException.ThrowIfLessThan(o.EvalCaptionsPerImage, 1, nameof(o.EvalCaptionsPerImage));
         ArgumentOutOfRangeException.ThrowIfLessThan(o.QuestionsPerImage, 1, nameof(o.QuestionsPerImage));
         ArgumentOutOfRangeException.ThrowIfLessThan(o.AnswerCopies, 1, nameof(o.AnswerCopies));
         ArgumentOutOfRangeException.ThrowIfLessThan(o.ShardSize, 1, nameof(o.ShardSize));
+        ArgumentOutOfRangeException.ThrowIfLessThan(o.VideoFrames, 1, nameof(o.VideoFrames));
         if (!(o.NoiseFraction >= 0 && o.NoiseFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.NoiseFraction), o.NoiseFraction, "must be within 0..1");
         if (!(o.TwoObjectProbability >= 0 && o.TwoObjectProbability <= 1)) throw new ArgumentOutOfRangeException(nameof(o.TwoObjectProbability), o.TwoObjectProbability, "must be within 0..1");
         if (!(o.NlvrTestFraction >= 0 && o.NlvrTestFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.NlvrTestFraction), o.NlvrTestFraction, "must be within 0..1");
@@ -599,6 +614,46 @@ public static class SyntheticWorld
             w.WriteEndObject();
         });
     }
+
+    /// <summary>
+    /// The video split: clip i is a scene whose objects drift horizontally by up to a twentieth of the image over
+    /// <see cref="SyntheticWorldOptions.VideoFrames"/> frames (each frame its own pixel noise), written as the frame
+    /// folder <c>videos/clip_NNNN/frame_NN.png</c>, with one true caption per clip in <see cref="VideoTestFile"/>.
+    /// </summary>
+    private static int WriteVideos(string root, SyntheticWorldOptions options, List<string> files)
+    {
+        int clips = options.VideoClips;
+        if (clips == 0) return 0;
+        var captions = new string[clips];
+        Parallel.For(0, clips, i =>
+        {
+            var scene = SceneFor(options, SyntheticSplit.Video, i);
+            captions[i] = CaptionWriter.Caption(scene, SeededRandom.Create(options.Seed, (int)SyntheticSplit.Video, i, 1));
+            string folder = Path.Combine(root, VideosDirectory, ClipName(i));
+            Directory.CreateDirectory(folder);
+            double span = scene.Size / 20.0;
+            for (int t = 0; t < options.VideoFrames; t++)
+            {
+                double shift = options.VideoFrames == 1 ? 0 : span * (2.0 * t / (options.VideoFrames - 1) - 1); // -span .. +span
+                var frame = scene with
+                {
+                    Objects = scene.Objects.Select(o => o with { X = Math.Round(o.X + shift, 2) }).ToArray(),
+                    NoiseSeed = unchecked(scene.NoiseSeed + 7919 * (t + 1)),
+                };
+                File.WriteAllBytes(Path.Combine(folder, $"frame_{t.ToString("D2", CultureInfo.InvariantCulture)}.png"), PngEncoder.Encode(SceneRenderer.Render(frame)));
+            }
+        });
+        var lines = new StringBuilder();
+        for (int i = 0; i < clips; i++)
+            lines.Append(JsonSerializer.Serialize(new Dictionary<string, string> { ["clip_name"] = ClipName(i), ["caption"] = captions[i] })).Append('\n');
+        File.WriteAllText(Path.Combine(root, VideoTestFile), lines.ToString());
+        files.Add(VideoTestFile);
+        return clips;
+    }
+
+    /// <summary>The name of video clip <paramref name="index"/> (<c>clip_0007</c>).</summary>
+    /// <param name="index">The clip's index.</param>
+    public static string ClipName(int index) => "clip_" + index.ToString("D4", CultureInfo.InvariantCulture);
 
     /// <summary>NLVR2-style files: image pair p is images 2p and 2p+1; one true and one false statement per pair, in random order.</summary>
     private static (int Train, int Test) WriteNlvr(string root, SyntheticWorldOptions options, Scene[] scenes, List<string> files)

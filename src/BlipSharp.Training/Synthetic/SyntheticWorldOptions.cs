@@ -89,6 +89,12 @@ public sealed record SyntheticWorldOptions
     /// <summary>Fraction of NLVR pairs in the test set.</summary>
     public double NlvrTestFraction { get; init; } = 0.2;
 
+    /// <summary>Video clips of the video-text retrieval test split (<c>video_test.jsonl</c>, frame folders in <c>videos/</c>); 0 writes none.</summary>
+    public int VideoClips { get; init; } = 50;
+
+    /// <summary>Frames per video clip.</summary>
+    public int VideoFrames { get; init; } = 8;
+
     /// <summary>Also write the pretraining split as WebDataset shards (<c>.png</c> + <c>.json</c> per sample).</summary>
     public bool WriteShards { get; init; }
 
