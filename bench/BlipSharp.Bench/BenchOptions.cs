@@ -27,6 +27,11 @@ internal enum Sections
     /// <summary>bfloat16 vs float32 output deviation on the hf-blip fixture models (BLIP_FIXTURES_DIR).</summary>
     Fixtures = 256,
     All = Gemm | Vision | Itm | Text | Kernels | Ops | Stability | Generation | Fixtures,
+    /// <summary>
+    /// Peak RSS and time of the retrieval evaluator at COCO's counts with a tiny model (minutes; not in <see cref="All"/>).
+    /// Runs before the BLIP-base models are built, which it then skips when it is the only section.
+    /// </summary>
+    RetrievalEval = 512,
 }
 
 /// <summary>Command-line options.</summary>
@@ -43,6 +48,10 @@ internal sealed record BenchOptions
     public int StabilityCalls { get; init; } = 200;
     public int GemmSize { get; init; } = 2048;
     public IReadOnlyList<ScalarType> DTypes { get; init; } = [ScalarType.Float32, ScalarType.BFloat16];
+    public int RetrievalImages { get; init; } = 5000;
+    public int RetrievalTexts { get; init; } = 25000;
+    public IReadOnlyList<int> RetrievalK { get; init; } = [4];
+    public int ItmBatch { get; init; } = 256;
     public bool TunedMalloc { get; init; }
     public long Seed { get; init; }
     public bool Help { get; init; }
@@ -55,7 +64,8 @@ internal sealed record BenchOptions
         usage: dotnet run -c Release --project bench/BlipSharp.Bench -- [options]
 
           --sections LIST      comma list of gemm, vision, itm, text, kernels, ops, stability, generation, fixtures,
-                               or all (default all)
+                               or all (default all); retrieval-eval (not in all) measures the retrieval evaluator
+                               with a tiny model at COCO's counts (several minutes)
           --reps N             timed rounds per measurement (default 10); medians are reported
           --warmup N           untimed calls per case first (default 2)
           --threads N          torch intra-op threads (default 2)
@@ -66,6 +76,10 @@ internal sealed record BenchOptions
           --stability-calls N  vision + ITM calls in the memory-stability loop (default 200)
           --gemm-size N        side of the square GEMM yardstick (default 2048)
           --dtypes LIST        fp32, bf16 or fp32,bf16 (default both)
+          --retrieval-images N images in retrieval-eval (default 5000, COCO's test split)
+          --retrieval-texts N  texts in retrieval-eval (default 25000)
+          --retrieval-k LIST   comma list of k_test values, one evaluation each (default 4)
+          --itm-batch N        ITM pairs per forward in retrieval-eval (default 256)
           --malloc MODE        default (glibc as is) or tuned (mallopt: keep freed memory, see RESULTS.md)
           --seed N             weight and input seed (default 0)
           -h, --help           this text
@@ -93,6 +107,10 @@ internal sealed record BenchOptions
                 "--stability-calls" => o with { StabilityCalls = Int() },
                 "--gemm-size" => o with { GemmSize = Math.Max(64, Int()) },
                 "--dtypes" => o with { DTypes = ParseDTypes(Value()) },
+                "--retrieval-images" => o with { RetrievalImages = Math.Max(1, Int()) },
+                "--retrieval-texts" => o with { RetrievalTexts = Math.Max(1, Int()) },
+                "--retrieval-k" => o with { RetrievalK = ParseInts(name, Value()) },
+                "--itm-batch" => o with { ItmBatch = Math.Max(1, Int()) },
                 "--malloc" => o with
                 {
                     TunedMalloc = Value() switch
@@ -115,11 +133,16 @@ internal sealed record BenchOptions
         var result = Sections.None;
         foreach (string part in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            result |= Enum.TryParse<Sections>(part, ignoreCase: true, out var s) && s != Sections.None
+            result |= Enum.TryParse<Sections>(part.Replace("-", ""), ignoreCase: true, out var s) && s != Sections.None
                 ? s : throw new ArgumentException($"--sections: unknown section '{part}'.");
         }
         return result;
     }
+
+    private static List<int> ParseInts(string name, string list) =>
+        list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v =>
+            int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 0
+                ? n : throw new ArgumentException($"{name}: '{v}' is not a positive integer.")).ToList();
 
     private static List<ScalarType> ParseDTypes(string list) =>
         list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(d => d switch

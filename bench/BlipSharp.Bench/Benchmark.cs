@@ -25,6 +25,18 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
 
     public void Run()
     {
+        if (options.Sections.HasFlag(Sections.RetrievalEval))
+        {
+            // First, in a process that holds no BLIP-base model yet, so that its peak RSS is its own.
+            string section = RetrievalEvalBench.Run(options);
+            if (options.Sections == Sections.RetrievalEval)
+            {
+                PrintHeader();
+                Console.WriteLine(section);
+                return;
+            }
+            _details.Add(section);
+        }
         Memory("start (torch loaded)");
         foreach (var dtype in options.DTypes)
         {
@@ -420,7 +432,21 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
 
     private void Print()
     {
+        PrintHeader();
         var v = _config.VisionConfig;
+        Console.WriteLine($"- BLIP-base (BlipConfig defaults): ViT-B/{v.PatchSize} at {v.ImageSize} px ({v.GridSize * v.GridSize + 1} tokens), " +
+                          $"text encoder {_config.TextConfig.NumHiddenLayers} x {_config.TextConfig.HiddenSize}; random weights (seed {options.Seed}); " +
+                          $"inference_mode; {options.Reps} interleaved rounds after {options.Warmup} warm-up calls, medians");
+        Console.WriteLine();
+        Console.WriteLine(_summary);
+        foreach (string d in _details) Console.WriteLine(d);
+        Console.WriteLine("### Memory (process-wide: every dtype's model is loaded at once)\n");
+        Console.WriteLine(_memory);
+    }
+
+    /// <summary>When, where and how the run was made; the command line.</summary>
+    private void PrintHeader()
+    {
         Console.WriteLine("## BlipSharp benchmark");
         Console.WriteLine();
         Console.WriteLine($"- {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; {NativeRuntime.CpuModel}, {Environment.ProcessorCount} logical CPUs" +
@@ -432,16 +458,8 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
                           $"CPU pressure (time some task waited for a CPU): {_pressureAtStart} at start, {NativeRuntime.CpuPressure} at end** " +
                           $"(on {Environment.ProcessorCount} CPUs this benchmark alone makes a load of about 1-2; more, or pressure above ~20%, means " +
                           "other processes competed: absolute times suffer, same-run ratios less)");
-        Console.WriteLine($"- BLIP-base (BlipConfig defaults): ViT-B/{v.PatchSize} at {v.ImageSize} px ({v.GridSize * v.GridSize + 1} tokens), " +
-                          $"text encoder {_config.TextConfig.NumHiddenLayers} x {_config.TextConfig.HiddenSize}; random weights (seed {options.Seed}); " +
-                          $"inference_mode; {options.Reps} interleaved rounds after {options.Warmup} warm-up calls, medians");
         string args = string.Join(' ', Environment.GetCommandLineArgs().Skip(1));
         Console.WriteLine($"- args: {(args.Length == 0 ? "(none: every section, defaults)" : args)}");
-        Console.WriteLine();
-        Console.WriteLine(_summary);
-        foreach (string d in _details) Console.WriteLine(d);
-        Console.WriteLine("### Memory (process-wide: every dtype's model is loaded at once)\n");
-        Console.WriteLine(_memory);
     }
 
     public void Dispose()

@@ -114,11 +114,15 @@ public sealed record BlipPretrainingConfig
         TextConfig = MedConfigBase,
     }.Normalized();
 
-    /// <summary>BLIP's ViT-L/16 model (<c>vit='large'</c>: 1024 wide, 24 layers, 16 heads) with the BERT-base text model.</summary>
+    /// <summary>
+    /// BLIP's ViT-L/16 model (<c>vit='large'</c>: 1024 wide, 24 layers, 16 heads, drop path 0.1) with the BERT-base
+    /// text model. BLIP's <c>create_vit</c> passes <c>drop_path_rate=0.1 or drop_path_rate</c> for ViT-L, which is 0.1
+    /// whatever the caller asks (pretraining's explicit 0 included), for the momentum encoder too.
+    /// </summary>
     /// <param name="imageSize">Training resolution (BLIP pretrains at 224).</param>
     public static BlipPretrainingConfig Large(int imageSize = 224) => new BlipPretrainingConfig
     {
-        VisionConfig = VisionTransformer(imageSize, patchSize: 16, width: 1024, depth: 24, heads: 16, mlpRatio: 4.0, layerNormEps: 1e-6),
+        VisionConfig = VisionTransformer(imageSize, patchSize: 16, width: 1024, depth: 24, heads: 16, mlpRatio: 4.0, layerNormEps: 1e-6) with { DropPathRate = 0.1 },
         TextConfig = MedConfigBase,
     }.Normalized();
 

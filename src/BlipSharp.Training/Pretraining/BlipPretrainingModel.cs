@@ -97,7 +97,7 @@ public sealed class BlipPretrainingModel : Module
         text_proj = Linear(Config.TextWidth, e);
         itm_head = Linear(Config.TextWidth, 2);
         temp = Parameter(full(Array.Empty<long>(), Config.InitialTemperature, dtype: ScalarType.Float32));
-        vision_model_m = new BlipVisionModel(Config.VisionConfig);
+        vision_model_m = new BlipVisionModel(Config.VisionConfig); // the same drop path rate: BLIP's create_vit gives both encoders 0 (ViT-B) or 0.1 (ViT-L)
         vision_proj_m = Linear(Config.VisionWidth, e);
         text_encoder_m = new BlipTextModel(Config.TextConfig, addPoolingLayer: false);
         text_proj_m = Linear(Config.TextWidth, e);

@@ -116,7 +116,8 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         var blipTokenizer = BlipTokenizer.FromPretrained(tokenizer);
         CheckTokenizer(blipTokenizer, tokenizer, model);
         var dtype = config.Train.Precision == Precision.BFloat16 ? ScalarType.BFloat16 : (ScalarType?)null;
-        context?.Log($"pretrain: ViT {model.VisionConfig.HiddenSize}x{model.VisionConfig.NumHiddenLayers} at {model.VisionConfig.ImageSize} px, "
+        context?.Log($"pretrain: ViT {model.VisionConfig.HiddenSize}x{model.VisionConfig.NumHiddenLayers} at {model.VisionConfig.ImageSize} px"
+            + (model.VisionConfig.DropPathRate > 0 ? $" (drop path {model.VisionConfig.DropPathRate})" : "") + ", "
             + $"text {model.TextConfig.HiddenSize}x{model.TextConfig.NumHiddenLayers}, queue {model.QueueSize}, alpha {alpha}"
             + (weights.ItcWeight == 1 && weights.ItmWeight == 1 && weights.LmWeight == 1 ? "" : $", loss weights itc {weights.ItcWeight} itm {weights.ItmWeight} lm {weights.LmWeight}"));
         var pretraining = new BlipPretrainingModel(model, dtype: dtype);

@@ -59,7 +59,10 @@ public sealed record RetrievalEvaluatorOptions
 /// Measured at COCO's counts with the fixtures' tiny model (ViT and BERT 32 wide, E 16, 64 px; random pixels and
 /// ids; 5,000 images x 25,000 texts, k 4, ITM batch 1,024, 2 shared CPU cores): process RSS 254 MB before,
 /// peak 853 MB, 74 s (120,000 ITM pairs). With the tiny model the pairs run at about 2,600 per second here, so
-/// k 256 (7.68 million pairs) was not run; the k-dependent storage above is computed, not measured.</para>
+/// k 256 (7.68 million pairs) was not run; the k-dependent storage above is computed, not measured. The benchmark
+/// (<c>bench/BlipSharp.Bench --sections retrieval-eval</c>, bench/RESULTS.md) measures it with configs/pretrain-tiny.json's
+/// model (64 wide, 32 px), ITM batch 256, k 4: peak RSS 767 MiB, 575 MiB above the model and inputs, against 954 MiB for
+/// the two dense score matrices alone.</para>
 /// <para>The image source is called twice per image batch and must return the same pixels both times (BLIP's test
 /// transform is deterministic). Tensors it creates during the call are disposed by the evaluator.</para>
 /// </remarks>

@@ -32,6 +32,12 @@ public sealed record BlipVisionConfig
     [JsonPropertyName("attention_dropout")] public double AttentionDropout { get; init; } = 0.0;
     /// <summary>Standard deviation of the weight initialisation.</summary>
     [JsonPropertyName("initializer_range")] public double InitializerRange { get; init; } = 1e-10;
+    /// <summary>
+    /// Stochastic depth of salesforce/BLIP's ViT (not a Hugging Face field; transformers ignores it): in training,
+    /// block i drops each sample's attention and MLP branches with probability <c>linspace(0, rate, depth)[i]</c>.
+    /// 0 (the default) turns it off. BLIP uses 0.1 to fine-tune VQA and NLVR2 with ViT-B and 0.1 everywhere with ViT-L.
+    /// </summary>
+    [JsonPropertyName("drop_path_rate")] public double DropPathRate { get; init; } = 0.0;
 
     /// <summary>Number of patches along one side for <see cref="ImageSize"/>.</summary>
     [JsonIgnore] public int GridSize => ImageSize / PatchSize;
@@ -53,5 +59,7 @@ public sealed record BlipVisionConfig
         if (ImageSize % PatchSize != 0)
             throw new ArgumentException($"vision_config.image_size ({ImageSize}) must be a multiple of patch_size ({PatchSize}).");
         Activations.Validate(HiddenAct, "vision_config.hidden_act");
+        if (!(DropPathRate >= 0.0 && DropPathRate < 1.0))
+            throw new ArgumentException($"vision_config.drop_path_rate must lie in [0, 1), got {DropPathRate}.");
     }
 }

@@ -14,11 +14,23 @@ public sealed class BlipEncoder : Module<Tensor, Tensor>
     public ModuleList<BlipEncoderLayer> layers;
 #pragma warning restore IDE1006
 
-    /// <summary>Creates <c>num_hidden_layers</c> blocks.</summary>
+    /// <summary>Creates <c>num_hidden_layers</c> blocks, with drop path rates from <c>drop_path_rate</c>.</summary>
     public BlipEncoder(BlipVisionConfig config) : base(nameof(BlipEncoder))
     {
         layers = new ModuleList<BlipEncoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new BlipEncoderLayer(config)).ToArray());
         RegisterComponents();
+        SetDropPathRate(config.DropPathRate);
+    }
+
+    /// <summary>
+    /// Sets every block's stochastic depth rate by BLIP's decay rule (<see cref="DropPath.Rates"/>: 0 for the first
+    /// block, <paramref name="rate"/> for the last, linear in between). 0 turns drop path off.
+    /// </summary>
+    /// <param name="rate">The last block's rate, in [0, 1) (BLIP's <c>drop_path_rate</c>).</param>
+    public void SetDropPathRate(double rate)
+    {
+        var rates = DropPath.Rates(rate, layers.Count);
+        for (int i = 0; i < rates.Length; i++) layers[i].DropPathRate = rates[i];
     }
 
     /// <summary>

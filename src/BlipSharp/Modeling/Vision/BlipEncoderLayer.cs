@@ -5,7 +5,10 @@ using static TorchSharp.torch.nn;
 
 namespace BlipSharp.Modeling.Vision;
 
-/// <summary>A pre-LayerNorm ViT block: x + attn(ln1(x)), then x + mlp(ln2(x)); transformers' <c>BlipEncoderLayer</c>.</summary>
+/// <summary>
+/// A pre-LayerNorm ViT block: x + drop_path(attn(ln1(x))), then x + drop_path(mlp(ln2(x))); transformers'
+/// <c>BlipEncoderLayer</c> with salesforce/BLIP's stochastic depth (<see cref="DropPathRate"/>, 0 by default).
+/// </summary>
 public sealed class BlipEncoderLayer : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
@@ -29,6 +32,22 @@ public sealed class BlipEncoderLayer : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>
+    /// The probability that, in training mode, a sample's attention and MLP branches are each dropped
+    /// (<see cref="DropPath"/>); 0 (no drop path) unless the encoder sets it from <c>drop_path_rate</c>. Eval mode ignores it.
+    /// </summary>
+    public double DropPathRate
+    {
+        get => _dropPathRate;
+        set
+        {
+            if (!(value >= 0.0 && value < 1.0)) throw new ArgumentOutOfRangeException(nameof(value), value, "the drop path rate must lie in [0, 1)");
+            _dropPathRate = value;
+        }
+    }
+
+    private double _dropPathRate;
+
     /// <summary>(B, T, D) -> (B, T, D).</summary>
     public override Tensor forward(Tensor x) => Forward(x, x.shape[1]);
 
@@ -38,10 +57,18 @@ public sealed class BlipEncoderLayer : Module<Tensor, Tensor>
         Tensor h;
         using (var n1 = layer_norm1.forward(x))
         using (var a = self_attn.Forward(n1, keyTokens))
-            h = x + a;
+            h = Residual(x, a);
         using (h)
         using (var n2 = layer_norm2.forward(h))
         using (var m = mlp.forward(n2))
-            return h + m;
+            return Residual(h, m);
+    }
+
+    /// <summary>x + drop_path(branch); just x + branch when drop path is off.</summary>
+    private Tensor Residual(Tensor x, Tensor branch)
+    {
+        if (!training || _dropPathRate == 0.0) return x + branch;
+        using var dropped = DropPath.Apply(branch, _dropPathRate, training: true);   // (B, T, D)
+        return x + dropped;
     }
 }

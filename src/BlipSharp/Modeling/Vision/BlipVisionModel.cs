@@ -39,6 +39,14 @@ public sealed class BlipVisionModel : Module<Tensor, Tensor>
         foreach (var layer in encoder.layers) layer.self_attn.Kernel = kernel;
     }
 
+    /// <summary>
+    /// Sets the stochastic depth of the blocks (<see cref="BlipEncoder.SetDropPathRate"/>), e.g. for fine-tuning a
+    /// model loaded from a Hugging Face checkpoint, whose config has no <c>drop_path_rate</c>. <see cref="Config"/> is
+    /// not changed.
+    /// </summary>
+    /// <param name="rate">The last block's rate, in [0, 1) (BLIP fine-tunes VQA and NLVR2 with 0.1).</param>
+    public void SetDropPathRate(double rate) => encoder.SetDropPathRate(rate);
+
     /// <summary>Pixels (B, C, S, S) -> last hidden state (B, 1+N, D), post-LayerNormed.</summary>
     public override Tensor forward(Tensor pixelValues) => Encode(pixelValues);
 
