@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using BlipSharp.Processing;
 using BlipSharp.Training.Data;
+using BlipSharp.Training.Evaluation;
 using BlipSharp.Training.Synthetic;
 using Xunit;
 using Xunit.Abstractions;
@@ -125,9 +126,33 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void VideoClipsAreFrameFoldersOfADriftingSceneWithATrueCaptionThatTheMsrvttReaderLoads()
+    {
+        var options = Small with { VideoClips = 6, VideoFrames = 5 };
+        var summary = SyntheticWorld.Generate(_dir, options);
+        Assert.Equal(6, summary.VideoClips);
+        Assert.Contains(SyntheticWorld.VideoTestFile, summary.Files);
+        var dataset = BlipSharp.Training.Retrieval.MsrvttAnnotations.Load(Path.Combine(_dir, SyntheticWorld.VideoTestFile), Path.Combine(_dir, SyntheticWorld.VideosDirectory));
+        Assert.Equal(6, dataset.Videos.Count);
+        Assert.Equal(Enumerable.Range(0, 6), dataset.TextToVideo);
+        for (int i = 0; i < 6; i++)
+        {
+            var video = dataset.Videos[i];
+            Assert.Equal(SyntheticWorld.ClipName(i), video.Name);
+            var frames = video.FramePaths();
+            Assert.Equal(5, frames.Count);
+            var bytes = frames.Select(File.ReadAllBytes).ToList();
+            Assert.Equal(5, bytes.Select(Convert.ToBase64String).Distinct().Count()); // every frame differs (objects drift, noise changes)
+            var scene = SyntheticWorld.SceneFor(options, SyntheticSplit.Video, i);
+            Assert.True(SyntheticEvaluation.IsCorrect(dataset.Texts[i], scene.Objects.Select(o => new NamedObject(Palette.Word(o.Color), Palette.Word(o.Shape))).ToList()),
+                $"clip {i}: '{dataset.Texts[i]}' does not describe its scene");
+        }
+    }
+
+    [Fact]
     public void SameSeedGivesByteIdenticalFiles()
     {
-        var options = Small with { PretrainImages = 120, HumanImages = 10, ValImages = 5, TestImages = 10, VqaImages = 10, ClassifyImages = 12, ShardSize = 50 };
+        var options = Small with { PretrainImages = 120, HumanImages = 10, ValImages = 5, TestImages = 10, VqaImages = 10, ClassifyImages = 12, ShardSize = 50, VideoClips = 3, VideoFrames = 4 };
         string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b"), c = Path.Combine(_dir, "c");
         SyntheticWorld.Generate(a, options);
         SyntheticWorld.Generate(b, options);
@@ -135,7 +160,7 @@ public sealed class SyntheticWorldTests(ITestOutputHelper output) : IDisposable
         var filesA = Directory.GetFiles(a, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(a, f)).Order(StringComparer.Ordinal).ToList();
         var filesB = Directory.GetFiles(b, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(b, f)).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(filesA, filesB);
-        Assert.Equal(120 + 10 + 5 + 10 + 10 + 12 + 40 + 3 + 15 + 3, filesA.Count); // images (20 NLVR pairs), 3 shards, 15 JSON files, 3 tokenizer files
+        Assert.Equal(120 + 10 + 5 + 10 + 10 + 12 + 40 + 3 * 4 + 3 + 15 + 1 + 3, filesA.Count); // images (20 NLVR pairs), video frames, 3 shards, 15 JSON files, the video jsonl, 3 tokenizer files
         foreach (string f in filesA)
             Assert.True(File.ReadAllBytes(Path.Combine(a, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs between two runs with the same seed");
         Assert.False(File.ReadAllBytes(Path.Combine(a, SyntheticWorld.PretrainFile)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(c, SyntheticWorld.PretrainFile))));
