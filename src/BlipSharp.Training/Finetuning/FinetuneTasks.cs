@@ -16,6 +16,7 @@ public static class FinetuneTasks
     {
         new Retrieval.RetrievalFinetuneTask(),
         new Captioning.CaptionFinetuneTask(),
+        new Retrieval.VideoRetrievalTask(),
     }.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
     /// <summary>Every task name known now, built-in and registered.</summary>

@@ -353,7 +353,7 @@ public sealed class RetrievalFinetuneTask : IFinetuneTask
     }
 
     /// <summary>Per query its candidates sorted by final score, highest first (ties: lower index first), cut to <paramref name="topK"/>.</summary>
-    private static (int[][] Indices, double[][] Scores) Ranked(RetrievalCandidates candidates, int? topK)
+    internal static (int[][] Indices, double[][] Scores) Ranked(RetrievalCandidates candidates, int? topK)
     {
         int rows = (int)candidates.Indices.shape[0], k = (int)candidates.Indices.shape[1];
         var idx = candidates.Indices.cpu().data<long>().ToArray();                                   // (Q * k)
