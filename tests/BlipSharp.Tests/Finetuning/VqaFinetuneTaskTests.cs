@@ -86,6 +86,25 @@ public sealed class VqaFinetuneTaskTests(VqaTaskWorld world) : IClassFixture<Vqa
     }
 
     [Fact]
+    public void ThePaperRecipeIsBlipsVqaYaml()
+    {
+        // salesforce/BLIP configs/vqa.yaml: image_size 480, batch_size_train 16, init_lr 2e-5, weight_decay 0.05, min_lr 0,
+        // max_epoch 10 (cosine per epoch), k_test 128, inference rank, batch_size_test 32; vit_grad_ckpt False.
+        var config = TrainingConfigLoader.Load(Path.Combine(Fixtures.RepoRoot, "configs", "vqa.json"));
+        Assert.Equal("vqa", config.Task);
+        Assert.Equal(3, config.Data.TrainFiles.Count);
+        Assert.Equal((480, 16, 0.5, true), (config.Data.ImageSize, config.Data.BatchSize, config.Data.MinScale, config.Data.RandAugment));
+        Assert.Equal((2e-5, 0.0, 0.05, 10, 0), (config.Train.Lr, config.Train.MinLr, config.Train.WeightDecay, config.Train.Epochs, config.Train.WarmupSteps));
+        Assert.Equal(LearningRateDecay.Cosine, config.Train.LrDecay);
+        Assert.False(config.Train.LrPerStep);
+        Assert.False(config.Train.GradientCheckpointing);
+        Assert.Equal(480, config.Model["vision_config"]!["image_size"]!.GetValue<int>());
+        Assert.Equal("rank", config.Evaluation["inference"]!.GetValue<string>());
+        Assert.Equal(128, config.Evaluation["k_test"]!.GetValue<int>());
+        Assert.Equal(32, config.Evaluation["batch_size"]!.GetValue<int>());
+    }
+
+    [Fact]
     public void TheModelStartsFromThePretrainedViTTextEncoderAndTextDecoder()
     {
         var log = new List<string>();
