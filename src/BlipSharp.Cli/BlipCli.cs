@@ -44,7 +44,8 @@ public static class BlipCli
             return UsageError;
         }
         catch (Exception e) when (e is DirectoryNotFoundException or FileNotFoundException or Checkpoints.CheckpointFormatException
-                                     or InvalidDataException or ImageDecodeException or ArgumentException or IOException or UnauthorizedAccessException)
+                                     or InvalidDataException or ImageDecodeException or ArgumentException or IOException or UnauthorizedAccessException
+                                     or Training.Data.DataFormatException or Training.Training.TrainingConfigException or Training.Training.TrainingException)
         {
             error.WriteLine($"blip: {e.Message}");
             return UsageError;

@@ -17,6 +17,7 @@ public static class FinetuneTasks
         new Retrieval.RetrievalFinetuneTask(),
         new Captioning.CaptionFinetuneTask(),
         new Retrieval.VideoRetrievalTask(),
+        new Vqa.VqaFinetuneTask(),
     }.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
     /// <summary>Every task name known now, built-in and registered.</summary>

@@ -149,3 +149,47 @@ public static class VqaAnnotationReader
 
     private static string Describe(JsonElement v) => AnnotationReader.Describe(v);
 }
+
+/// <summary>
+/// Reads BLIP's <c>answer_list.json</c>: a JSON list of the candidate answer strings that rank inference chooses from
+/// (VQA v2: the 3,128 most frequent training answers). Every problem is a <see cref="DataFormatException"/> naming the
+/// file and the item.
+/// </summary>
+public static class VqaAnswerList
+{
+    /// <summary>Reads the list, in file order.</summary>
+    /// <param name="path">The JSON file.</param>
+    /// <exception cref="DataFormatException">The file is missing, not a JSON list, empty, or an item is not a non-empty string or repeats an earlier one.</exception>
+    public static IReadOnlyList<string> Read(string path)
+    {
+        if (!File.Exists(path))
+            throw new DataFormatException(new DataIssue(path, "file", Directory.Exists(path) ? "is a directory, not an answer list" : "does not exist"));
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        }
+        catch (JsonException e)
+        {
+            throw new DataFormatException(new DataIssue(path, e.LineNumber is long l ? $"line {l + 1}" : "file", $"not valid JSON: {e.Message}"), e);
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Array)
+                throw new DataFormatException(new DataIssue(path, "file", $"expected a JSON list of answer strings, got {AnnotationReader.Describe(doc.RootElement)}"));
+            var list = new List<string>(doc.RootElement.GetArrayLength());
+            var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var item in doc.RootElement.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.String || string.IsNullOrEmpty(item.GetString()))
+                    throw new DataFormatException(new DataIssue(path, $"item {list.Count}", $"must be a non-empty string, got {AnnotationReader.Describe(item)}"));
+                string answer = item.GetString()!;
+                if (!seen.TryAdd(answer, list.Count))
+                    throw new DataFormatException(new DataIssue(path, $"item {list.Count}", $"repeats the answer \"{answer}\" of item {seen[answer]}"));
+                list.Add(answer);
+            }
+            if (list.Count == 0) throw new DataFormatException(new DataIssue(path, "file", "is an empty list: there is no answer to rank"));
+            return list;
+        }
+    }
+}
