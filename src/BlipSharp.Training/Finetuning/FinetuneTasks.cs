@@ -14,6 +14,7 @@ public static class FinetuneTasks
     /// <summary>The tasks of this library, by name.</summary>
     public static IReadOnlyDictionary<string, IFinetuneTask> BuiltIn { get; } = new IFinetuneTask[]
     {
+        new Nlvr.NlvrFinetuneTask(),
     }.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
     /// <summary>Every task name known now, built-in and registered.</summary>
