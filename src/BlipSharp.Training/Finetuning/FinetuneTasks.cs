@@ -18,6 +18,7 @@ public static class FinetuneTasks
         new Captioning.CaptionFinetuneTask(),
         new Retrieval.VideoRetrievalTask(),
         new Vqa.VqaFinetuneTask(),
+        new Nlvr.NlvrFinetuneTask(),
     }.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
     /// <summary>Every task name known now, built-in and registered.</summary>

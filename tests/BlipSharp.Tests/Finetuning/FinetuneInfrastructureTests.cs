@@ -176,6 +176,7 @@ public sealed class FinetuneInfrastructureTests : IDisposable
             Assert.Equal(BlipCli.UsageError, code);
             Assert.Contains("'segmentation' is not a known fine-tuning task (available: ", error);
         }
+        Assert.Equal(["caption", "nlvr", "retrieval", "video-retrieval", "vqa"], FinetuneTasks.Names);
         foreach (string task in FinetuneTasks.Names)
         {
             var (code, _, error) = CliRunner.Run("evaluate", task, "--config", recipe);
