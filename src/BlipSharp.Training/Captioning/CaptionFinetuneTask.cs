@@ -82,29 +82,8 @@ public sealed record CaptionRecipe(BlipConfig Model, string Tokenizer, string In
     }
 
     /// <summary>Loads the tokenizer and checks it against the decoder's special ids ([DEC] start, [SEP] end, [PAD]).</summary>
-    public BlipTokenizer LoadTokenizer()
-    {
-        var tokenizer = BlipTokenizer.FromPretrained(Tokenizer);
-        var text = Model.TextConfig;
-        if (tokenizer.VocabSize > text.VocabSize)
-            throw new TrainingConfigException("model.text_config.vocab_size", $"({text.VocabSize}) is smaller than the vocabulary of the tokenizer {Tokenizer} ({tokenizer.VocabSize} tokens)");
-        long dec;
-        try
-        {
-            dec = tokenizer.BosTokenId;
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new TrainingConfigException($"model.tokenizer ({Tokenizer}) lacks a token BLIP needs: {e.Message}", e);
-        }
-        if (dec != text.BosTokenId)
-            throw new TrainingConfigException("model.text_config.bos_token_id", $"({text.BosTokenId}) is not the id of [DEC] in the tokenizer {Tokenizer} ({dec})");
-        if (tokenizer.SepTokenId != text.SepTokenId)
-            throw new TrainingConfigException("model.text_config.sep_token_id", $"({text.SepTokenId}) is not the id of [SEP] in the tokenizer {Tokenizer} ({tokenizer.SepTokenId}); captions would never end");
-        if (tokenizer.PadTokenId != text.PadTokenId)
-            throw new TrainingConfigException("model.text_config.pad_token_id", $"({text.PadTokenId}) is not the id of [PAD] in the tokenizer {Tokenizer} ({tokenizer.PadTokenId})");
-        return tokenizer;
-    }
+    public BlipTokenizer LoadTokenizer() => RecipeTokenizer.Load(Tokenizer, new TokenizerRequirements("BLIP", Model.TextConfig.VocabSize, Model.TextConfig.PadTokenId,
+        DecTokenId: Model.TextConfig.BosTokenId, SepTokenId: Model.TextConfig.SepTokenId));
 
     /// <summary>
     /// The captioner started from <see cref="Init"/> as salesforce/BLIP's <c>blip_decoder(pretrained=...)</c> does: the

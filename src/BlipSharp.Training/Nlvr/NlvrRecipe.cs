@@ -79,27 +79,8 @@ public sealed record NlvrRecipe(BlipNlvrConfig Config, string Init, string Token
     /// <c>[PAD]</c> are the ids the model uses.
     /// </summary>
     /// <exception cref="TrainingConfigException">The tokenizer does not fit the model; the message names the key.</exception>
-    public BlipTokenizer LoadTokenizer()
-    {
-        var tokenizer = BlipTokenizer.FromPretrained(Tokenizer);
-        var text = Config.Blip.TextConfig;
-        if (tokenizer.VocabSize > text.VocabSize)
-            throw new TrainingConfigException("model.text_config.vocab_size", $"({text.VocabSize}) is smaller than the vocabulary of the tokenizer {Tokenizer} ({tokenizer.VocabSize} tokens)");
-        long enc;
-        try
-        {
-            enc = tokenizer.EncTokenId;
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new TrainingConfigException($"model.tokenizer ({Tokenizer}) lacks a token BLIP's NLVR model needs: {e.Message}", e);
-        }
-        if (enc != Config.EncTokenId)
-            throw new TrainingConfigException("model.enc_token_id", $"({Config.EncTokenId}) is not the id of [ENC] in the tokenizer {Tokenizer} ({enc})");
-        if (tokenizer.PadTokenId != text.PadTokenId)
-            throw new TrainingConfigException("model.text_config.pad_token_id", $"({text.PadTokenId}) is not the id of [PAD] in the tokenizer {Tokenizer} ({tokenizer.PadTokenId})");
-        return tokenizer;
-    }
+    public BlipTokenizer LoadTokenizer() => RecipeTokenizer.Load(Tokenizer, new TokenizerRequirements("BLIP's NLVR model", Config.Blip.TextConfig.VocabSize,
+        Config.Blip.TextConfig.PadTokenId, EncTokenId: Config.EncTokenId));
 
     /// <summary>
     /// The model as fine-tuning starts it: built from <see cref="Config"/> (the torch generator gives the new head its

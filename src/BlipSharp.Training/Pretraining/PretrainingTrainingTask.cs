@@ -114,7 +114,7 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
             throw new TrainingConfigException("model.max_text_length", $"({maxTextLength}) exceeds text_config.max_position_embeddings ({model.TextConfig.MaxPositionEmbeddings})");
 
         var blipTokenizer = BlipTokenizer.FromPretrained(tokenizer);
-        CheckTokenizer(blipTokenizer, tokenizer, model);
+        RecipeTokenizer.Check(blipTokenizer, tokenizer, new TokenizerRequirements("BLIP", model.TextConfig.VocabSize, model.PadTokenId, model.DecTokenId, model.EncTokenId, model.TextConfig.SepTokenId));
         var dtype = config.Train.Precision == Precision.BFloat16 ? ScalarType.BFloat16 : (ScalarType?)null;
         context?.Log($"pretrain: ViT {model.VisionConfig.HiddenSize}x{model.VisionConfig.NumHiddenLayers} at {model.VisionConfig.ImageSize} px"
             + (model.VisionConfig.DropPathRate > 0 ? $" (drop path {model.VisionConfig.DropPathRate})" : "") + ", "
@@ -138,32 +138,6 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
         }
     }
 
-    /// <summary>The model must have a row for every token id, and the ids it starts, ends and pads texts with must be the tokenizer's.</summary>
-    private static void CheckTokenizer(BlipTokenizer tokenizer, string name, BlipPretrainingConfig model)
-    {
-        if (tokenizer.VocabSize > model.TextConfig.VocabSize)
-            throw new TrainingConfigException("model.text_config.vocab_size",
-                $"({model.TextConfig.VocabSize}) is smaller than the vocabulary of the tokenizer {name} ({tokenizer.VocabSize} tokens)");
-        long dec, enc;
-        try
-        {
-            dec = tokenizer.BosTokenId;
-            enc = tokenizer.EncTokenId;
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new TrainingConfigException($"model.tokenizer ({name}) lacks a token BLIP needs: {e.Message}", e);
-        }
-        if (dec != model.DecTokenId)
-            throw new TrainingConfigException("model.text_config.bos_token_id", $"({model.DecTokenId}) is not the id of [DEC] in the tokenizer {name} ({dec})");
-        if (enc != model.EncTokenId)
-            throw new TrainingConfigException("model.enc_token_id", $"({model.EncTokenId}) is not the id of [ENC] in the tokenizer {name} ({enc})");
-        if (tokenizer.SepTokenId != model.TextConfig.SepTokenId)
-            throw new TrainingConfigException("model.text_config.sep_token_id",
-                $"({model.TextConfig.SepTokenId}) is not the id of [SEP] in the tokenizer {name} ({tokenizer.SepTokenId}); captions would never end");
-        if (tokenizer.PadTokenId != model.PadTokenId)
-            throw new TrainingConfigException("model.text_config.pad_token_id", $"({model.PadTokenId}) is not the id of [PAD] in the tokenizer {name} ({tokenizer.PadTokenId})");
-    }
 
     private static double LossWeight(JsonObject section, string key)
     {

@@ -68,26 +68,7 @@ public sealed record RetrievalRecipe(BlipPretrainingConfig Model, string Tokeniz
     }
 
     /// <summary>Loads the tokenizer and checks it against the model's special ids.</summary>
-    public BlipTokenizer LoadTokenizer()
-    {
-        var tokenizer = BlipTokenizer.FromPretrained(Tokenizer);
-        if (tokenizer.VocabSize > Model.TextConfig.VocabSize)
-            throw new TrainingConfigException("model.text_config.vocab_size", $"({Model.TextConfig.VocabSize}) is smaller than the vocabulary of the tokenizer {Tokenizer} ({tokenizer.VocabSize} tokens)");
-        long enc;
-        try
-        {
-            enc = tokenizer.EncTokenId;
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new TrainingConfigException($"model.tokenizer ({Tokenizer}) lacks a token BLIP needs: {e.Message}", e);
-        }
-        if (enc != Model.EncTokenId)
-            throw new TrainingConfigException("model.enc_token_id", $"({Model.EncTokenId}) is not the id of [ENC] in the tokenizer {Tokenizer} ({enc})");
-        if (tokenizer.PadTokenId != Model.PadTokenId)
-            throw new TrainingConfigException("model.text_config.pad_token_id", $"({Model.PadTokenId}) is not the id of [PAD] in the tokenizer {Tokenizer} ({tokenizer.PadTokenId})");
-        return tokenizer;
-    }
+    public BlipTokenizer LoadTokenizer() => RecipeTokenizer.Load(Tokenizer, new TokenizerRequirements("BLIP", Model.TextConfig.VocabSize, Model.PadTokenId, EncTokenId: Model.EncTokenId));
 
     /// <summary>
     /// The retrieval model started from <see cref="Init"/> as salesforce/BLIP's <c>blip_retrieval(pretrained=...)</c>

@@ -244,36 +244,11 @@ public sealed class VqaFinetuneTask : IFinetuneTask
                 throw new TrainingConfigException("model.text_config.max_position_embeddings",
                     $"({architecture.TextConfig.MaxPositionEmbeddings}) is shorter than BLIP_VQA's questions ({VqaTextEncoding.QuestionMaxLength} tokens)");
             var tokenizer = BlipTokenizer.FromPretrained(tokenizerName);
-            CheckTokenizer(tokenizer, tokenizerName, architecture);
+            RecipeTokenizer.Check(tokenizer, tokenizerName, new TokenizerRequirements("BLIP_VQA", architecture.TextConfig.VocabSize, architecture.PadTokenId,
+                architecture.DecTokenId, architecture.EncTokenId, architecture.TextConfig.SepTokenId, "answers"));
             return new VqaRecipe(architecture, HuggingFaceExport.TaskConfig(architecture, nameof(BlipForQuestionAnswering)), tokenizer, init, vqaRoot, vgRoot);
         }
 
-        /// <summary>The model must have a row for every token id, and the ids BLIP_VQA starts, ends and pads with must be the tokenizer's.</summary>
-        private static void CheckTokenizer(BlipTokenizer tokenizer, string name, BlipPretrainingConfig model)
-        {
-            if (tokenizer.VocabSize > model.TextConfig.VocabSize)
-                throw new TrainingConfigException("model.text_config.vocab_size",
-                    $"({model.TextConfig.VocabSize}) is smaller than the vocabulary of the tokenizer {name} ({tokenizer.VocabSize} tokens)");
-            long dec, enc;
-            try
-            {
-                dec = tokenizer.BosTokenId;
-                enc = tokenizer.EncTokenId;
-            }
-            catch (InvalidOperationException e)
-            {
-                throw new TrainingConfigException($"model.tokenizer ({name}) lacks a token BLIP_VQA needs: {e.Message}", e);
-            }
-            if (dec != model.DecTokenId)
-                throw new TrainingConfigException("model.text_config.bos_token_id", $"({model.DecTokenId}) is not the id of [DEC] in the tokenizer {name} ({dec})");
-            if (enc != model.EncTokenId)
-                throw new TrainingConfigException("model.enc_token_id", $"({model.EncTokenId}) is not the id of [ENC] in the tokenizer {name} ({enc})");
-            if (tokenizer.SepTokenId != model.TextConfig.SepTokenId)
-                throw new TrainingConfigException("model.text_config.sep_token_id",
-                    $"({model.TextConfig.SepTokenId}) is not the id of [SEP] in the tokenizer {name} ({tokenizer.SepTokenId}); answers would never end");
-            if (tokenizer.PadTokenId != model.PadTokenId)
-                throw new TrainingConfigException("model.text_config.pad_token_id", $"({model.PadTokenId}) is not the id of [PAD] in the tokenizer {name} ({tokenizer.PadTokenId})");
-        }
     }
 
     /// <summary>The recipe's <c>evaluation</c> section for one split, read and checked.</summary>
