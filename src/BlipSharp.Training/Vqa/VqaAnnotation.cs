@@ -47,17 +47,7 @@ public static class VqaAnnotationReader
     /// <param name="split">Which fields are required.</param>
     public static IReadOnlyList<VqaAnnotation> Read(string path, VqaSplit split = VqaSplit.Train)
     {
-        if (!File.Exists(path))
-            throw new DataFormatException(new DataIssue(path, "file", Directory.Exists(path) ? "is a directory, not an annotation file" : "does not exist"));
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(new DataIssue(path, e.LineNumber is long l ? $"line {l + 1}" : "file", $"not valid JSON: {e.Message}"), e);
-        }
+        var doc = VqaJsonFile.Parse(path, "an annotation file");
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Array)
@@ -162,17 +152,7 @@ public static class VqaAnswerList
     /// <exception cref="DataFormatException">The file is missing, not a JSON list, empty, or an item is not a non-empty string or repeats an earlier one.</exception>
     public static IReadOnlyList<string> Read(string path)
     {
-        if (!File.Exists(path))
-            throw new DataFormatException(new DataIssue(path, "file", Directory.Exists(path) ? "is a directory, not an answer list" : "does not exist"));
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(new DataIssue(path, e.LineNumber is long l ? $"line {l + 1}" : "file", $"not valid JSON: {e.Message}"), e);
-        }
+        var doc = VqaJsonFile.Parse(path, "an answer list");
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Array)
@@ -190,6 +170,27 @@ public static class VqaAnswerList
             }
             if (list.Count == 0) throw new DataFormatException(new DataIssue(path, "file", "is an empty list: there is no answer to rank"));
             return list;
+        }
+    }
+}
+
+/// <summary>Opens a VQA JSON file with errors that name it: missing, a folder, or not valid JSON (with the line).</summary>
+internal static class VqaJsonFile
+{
+    /// <summary>The parsed document (the caller disposes it).</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="kind">What the file should be, for the folder error, e.g. "an answer list".</param>
+    public static JsonDocument Parse(string path, string kind)
+    {
+        if (!File.Exists(path))
+            throw new DataFormatException(new DataIssue(path, "file", Directory.Exists(path) ? $"is a directory, not {kind}" : "does not exist"));
+        try
+        {
+            return JsonDocument.Parse(File.ReadAllBytes(path));
+        }
+        catch (JsonException e)
+        {
+            throw new DataFormatException(new DataIssue(path, e.LineNumber is long l ? $"line {l + 1}" : "file", $"not valid JSON: {e.Message}"), e);
         }
     }
 }
