@@ -41,13 +41,12 @@ public static class HuggingFaceExport
     public static void SaveForConditionalGeneration(BlipPretrainingModel model, string directory, HuggingFaceExportOptions? options = null)
     {
         _ = model.TextDecoder; // throws with a clear message for a decoder-less (retrieval) model
-        Save(model, directory, nameof(BlipForConditionalGeneration), c => new BlipForConditionalGeneration(c), ["vision_model.", "text_decoder."], options);
+        Save(model, directory, nameof(BlipForConditionalGeneration), c => new BlipForConditionalGeneration(c), CaptionPrefixes, options);
     }
 
     /// <summary>The retrieval checkpoint: the ViT, the text encoder, both ITC projections and the ITM head.</summary>
     public static void SaveForImageTextRetrieval(BlipPretrainingModel model, string directory, HuggingFaceExportOptions? options = null) =>
-        Save(model, directory, nameof(BlipForImageTextRetrieval), c => new BlipForImageTextRetrieval(c),
-            ["vision_model.", "text_encoder.", "vision_proj.", "text_proj.", "itm_head."], options);
+        Save(model, directory, nameof(BlipForImageTextRetrieval), c => new BlipForImageTextRetrieval(c), RetrievalPrefixes, options);
 
     /// <summary>
     /// The Hugging Face <c>config.json</c> of a task checkpoint made from <paramref name="config"/>: the same vision
@@ -65,12 +64,36 @@ public static class HuggingFaceExport
         ModelType = "blip",
     }.Normalized();
 
-    private static void Save<T>(BlipPretrainingModel model, string directory, string architecture, Func<BlipConfig, T> factory,
-        string[] prefixes, HuggingFaceExportOptions? options) where T : nn.Module
+    /// <summary>
+    /// The captioning model of <paramref name="model"/> in memory: a new <see cref="BlipForConditionalGeneration"/> holding
+    /// copies of its ViT and decoder (what <see cref="SaveForConditionalGeneration"/> writes). The caller disposes it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has no text decoder (a retrieval model).</exception>
+    public static BlipForConditionalGeneration ToConditionalGeneration(BlipPretrainingModel model)
     {
-        options ??= new HuggingFaceExportOptions();
+        ArgumentNullException.ThrowIfNull(model);
+        _ = model.TextDecoder;
+        return Convert(model, nameof(BlipForConditionalGeneration), c => new BlipForConditionalGeneration(c), CaptionPrefixes);
+    }
+
+    /// <summary>
+    /// The retrieval model of <paramref name="model"/> in memory: a new <see cref="BlipForImageTextRetrieval"/> holding
+    /// copies of its ViT, text encoder, ITC projections and ITM head (what <see cref="SaveForImageTextRetrieval"/>
+    /// writes). The caller disposes it.
+    /// </summary>
+    public static BlipForImageTextRetrieval ToImageTextRetrieval(BlipPretrainingModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Convert(model, nameof(BlipForImageTextRetrieval), c => new BlipForImageTextRetrieval(c), RetrievalPrefixes);
+    }
+
+    private static readonly string[] CaptionPrefixes = ["vision_model.", "text_decoder."];
+
+    private static readonly string[] RetrievalPrefixes = ["vision_model.", "text_encoder.", "vision_proj.", "text_proj.", "itm_head."];
+
+    private static T Convert<T>(BlipPretrainingModel model, string architecture, Func<BlipConfig, T> factory, string[] prefixes) where T : nn.Module
+    {
         var config = TaskConfig(model.Config, architecture);
-        Directory.CreateDirectory(directory);
         var source = model.state_dict()
             .Where(kv => prefixes.Any(p => kv.Key.StartsWith(p, StringComparison.Ordinal)))
             .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
@@ -79,9 +102,26 @@ public static class HuggingFaceExport
         {
             task = factory(config);
         }
-        using (task)
+        try
         {
             StateDictLoader.LoadStrict(task, source, $"{nameof(BlipPretrainingModel)} ({string.Join(", ", prefixes)})");
+            return task;
+        }
+        catch
+        {
+            task.Dispose();
+            throw;
+        }
+    }
+
+    private static void Save<T>(BlipPretrainingModel model, string directory, string architecture, Func<BlipConfig, T> factory,
+        string[] prefixes, HuggingFaceExportOptions? options) where T : nn.Module
+    {
+        options ??= new HuggingFaceExportOptions();
+        Directory.CreateDirectory(directory);
+        var config = TaskConfig(model.Config, architecture);
+        using (var task = Convert(model, architecture, factory, prefixes))
+        {
             string weights = Path.Combine(directory, "model.safetensors");
             SafeTensors.Save(weights, task.state_dict(), new Dictionary<string, string> { ["format"] = "pt" });
             options.Log?.Invoke($"wrote {weights} ({task.state_dict().Count} tensors, {architecture})");

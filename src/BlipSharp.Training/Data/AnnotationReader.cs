@@ -185,6 +185,15 @@ internal static class AnnotationReader
 
     internal static string DefaultRoot(string annotationPath) => Path.GetDirectoryName(Path.GetFullPath(annotationPath)) ?? ".";
 
+    /// <summary>Whether <paramref name="path"/> holds JSON lines rather than a JSON list (by extension, else by its first character), reading only its start.</summary>
+    internal static bool IsJsonLinesFile(string path)
+    {
+        var head = new byte[4096];
+        int n;
+        using (var stream = File.OpenRead(path)) n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        return IsJsonLines(path, head.AsSpan(0, n).ToArray());
+    }
+
     private static bool IsJsonLines(string path, byte[] bytes)
     {
         string ext = Path.GetExtension(path).ToLowerInvariant();
