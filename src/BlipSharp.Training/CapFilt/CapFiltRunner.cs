@@ -121,6 +121,7 @@ public sealed class CapFiltRunner
         Directory.CreateDirectory(Path.Combine(output, ChunksDirectory));
         Directory.CreateDirectory(Path.Combine(output, PartsDirectory));
         CheckOrWriteSettings(output, Settings);
+        RemoveStaleTemporaries(output, log);
 
         var clock = Stopwatch.StartNew();
         var channel = Channel.CreateBounded<DecodedBatch>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
@@ -179,6 +180,25 @@ public sealed class CapFiltRunner
             AtomicFile.WriteText(PartPath(output, _options.Shard), marker.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
         return new CapFiltRunResult(totals.Records, chunks, committed, totals.Skipped, images, clock.Elapsed.TotalSeconds, completed);
+    }
+
+    /// <summary>
+    /// Deletes the temporary files a killed run of this part left (a chunk being written when the process died); other
+    /// parts' temporaries are left alone, as another process may be writing them.
+    /// </summary>
+    private void RemoveStaleTemporaries(string output, Action<string> log)
+    {
+        int removed = 0;
+        foreach (string file in Directory.EnumerateFiles(Path.Combine(output, ChunksDirectory), "chunk-*.tmp-*"))
+        {
+            string name = Path.GetFileName(file);
+            int dash = name.IndexOf('-', StringComparison.Ordinal), dot = name.IndexOf('.', StringComparison.Ordinal);
+            if (dash < 0 || dot < dash || !long.TryParse(name.AsSpan(dash + 1, dot - dash - 1), NumberStyles.None, CultureInfo.InvariantCulture, out long chunk)) continue;
+            if (!_options.Shard.Owns(chunk)) continue;
+            File.Delete(file);
+            removed++;
+        }
+        if (removed > 0) log($"removed {removed} unfinished chunk file(s) of an interrupted run");
     }
 
     private static void CheckOrWriteSettings(string output, JsonObject settings)
