@@ -118,6 +118,9 @@ public static class CapFiltMerge
         bool shardInput = settings["inputs"]!.AsArray().Any(i => CapFiltInput.IsShard(i!.GetValue<string>()));
         string output = Path.GetFullPath(outputDirectory);
         Directory.CreateDirectory(output);
+        // summary.json says the merge finished: a merge that starts again is not finished until it writes a new one.
+        File.Delete(Path.Combine(output, SummaryFile));
+        RemoveStaleTemporaries(output, log);
 
         var stats = new Stats();
         var trainFiles = new List<string> { Path.Combine(output, DatasetFile) };
@@ -188,6 +191,24 @@ public static class CapFiltMerge
         AtomicFile.WriteText(Path.Combine(output, SummaryFile), stats.ToJson(summary, settings).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         log($"merged {chunks} chunks ({records} records) into {output}");
         return summary;
+    }
+
+    /// <summary>
+    /// Deletes the staged files a killed merge left in <paramref name="output"/> (<c>scores.jsonl.tmp-PID-GUID</c>, ...):
+    /// one merge writes an output folder at a time, so they are all stale.
+    /// </summary>
+    private static void RemoveStaleTemporaries(string output, Action<string> log)
+    {
+        int removed = 0;
+        foreach (string name in new[] { DatasetFile, ScoresFile, IssuesFile, SummaryFile })
+        {
+            foreach (string file in Directory.EnumerateFiles(output, name + ".tmp-*"))
+            {
+                File.Delete(file);
+                removed++;
+            }
+        }
+        if (removed > 0) log($"removed {removed} unfinished file(s) of an interrupted merge");
     }
 
     /// <summary>Reads a finished merge's summary back.</summary>
