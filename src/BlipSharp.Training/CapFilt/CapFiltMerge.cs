@@ -62,7 +62,8 @@ public sealed record CapFiltSummary(long Records, long Images, long Unreadable, 
 /// record's other fields); image paths relative to the output folder; for shard inputs it holds the human pairs
 /// only and the images with their kept texts are in <c>shards/</c>;</item>
 /// <item><c>scores.jsonl</c>: every input record once, with every text's ITM probability, ITC cosine and verdict;</item>
-/// <item><c>issues.jsonl</c>: the unreadable and malformed records;</item>
+/// <item><c>issues.jsonl</c>: the unreadable and malformed records (<c>ordinal</c>, <c>source</c>, <c>location</c>,
+/// <c>status</c>, <c>reason</c> and, when the record names one, <c>image</c>);</item>
 /// <item><c>summary.json</c>: kept/dropped counts per source, score histograms and, when the web records carry a
 /// <c>noisy</c> label, the filter's precision and recall on it. Written last: its presence means the merge finished.</item>
 /// </list>
@@ -111,13 +112,16 @@ public static class CapFiltMerge
         }
         if (missing.Count > 0)
         {
-            string parts = string.Join("; ", partCounts.Select(n => $"with {n} parts: part(s) {string.Join(", ", missing.Select(k => k % n).Distinct().Order())} of {n}"));
+            string parts = string.Join(" or ", partCounts.Select(n => string.Join(", ", missing.Select(k => k % n).Distinct().Order().Select(i => $"--shard {i}/{n}"))));
             throw new CapFiltException($"merge: {missing.Count} of {chunks} chunks are not committed (chunk {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}); "
-                + $"run blip capfilt again for {parts}");
+                + $"run blip capfilt again with {parts} (the same command and output folder: committed chunks are kept)");
         }
         bool shardInput = settings["inputs"]!.AsArray().Any(i => CapFiltInput.IsShard(i!.GetValue<string>()));
         string output = Path.GetFullPath(outputDirectory);
         Directory.CreateDirectory(output);
+        // summary.json says the merge finished: a merge that starts again is not finished until it writes a new one.
+        File.Delete(Path.Combine(output, SummaryFile));
+        RemoveStaleTemporaries(output, log);
 
         var stats = new Stats();
         var trainFiles = new List<string> { Path.Combine(output, DatasetFile) };
@@ -145,7 +149,8 @@ public static class CapFiltMerge
                             location = r.GetProperty("location").GetString(),
                             status,
                             reason = r.TryGetProperty("reason", out var reason) ? reason.GetString() : null,
-                        }));
+                            image = r.TryGetProperty("image", out var image) ? image.GetString() : null,
+                        }, IssueJson));
                         issues.Writer.Write('\n');
                     }
                     stats.Add(r, status);
@@ -188,6 +193,26 @@ public static class CapFiltMerge
         AtomicFile.WriteText(Path.Combine(output, SummaryFile), stats.ToJson(summary, settings).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         log($"merged {chunks} chunks ({records} records) into {output}");
         return summary;
+    }
+
+    private static readonly JsonSerializerOptions IssueJson = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
+    /// <summary>
+    /// Deletes the staged files a killed merge left in <paramref name="output"/> (<c>scores.jsonl.tmp-PID-GUID</c>, ...):
+    /// one merge writes an output folder at a time, so they are all stale.
+    /// </summary>
+    private static void RemoveStaleTemporaries(string output, Action<string> log)
+    {
+        int removed = 0;
+        foreach (string name in new[] { DatasetFile, ScoresFile, IssuesFile, SummaryFile })
+        {
+            foreach (string file in Directory.EnumerateFiles(output, name + ".tmp-*"))
+            {
+                File.Delete(file);
+                removed++;
+            }
+        }
+        if (removed > 0) log($"removed {removed} unfinished file(s) of an interrupted merge");
     }
 
     /// <summary>Reads a finished merge's summary back.</summary>

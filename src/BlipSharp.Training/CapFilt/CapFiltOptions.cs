@@ -105,14 +105,18 @@ public sealed record CapFiltOptions
     /// <summary>Threads decoding images (they run ahead of the models by two batches).</summary>
     public int DecodeThreads { get; init; } = Math.Max(1, Environment.ProcessorCount / 2);
 
-    /// <summary>Checks the values; the message names the option.</summary>
-    /// <exception cref="CapFiltException">A value is out of range.</exception>
+    /// <summary>Checks the values, and that the input and human files exist; the message names the option.</summary>
+    /// <exception cref="CapFiltException">A value is out of range or a file is missing.</exception>
     public void Validate()
     {
         if (Inputs.Count == 0) throw new CapFiltException("--input: give at least one annotation file or .tar shard");
         int shards = Inputs.Count(CapFiltInput.IsShard);
         if (shards != 0 && shards != Inputs.Count) throw new CapFiltException("--input: give annotation files or .tar shards, not both");
+        foreach (string input in Inputs) CheckFile("--input", input);
+        foreach (string human in Human) CheckFile("--human", human);
         if (string.IsNullOrWhiteSpace(OutputDirectory)) throw new CapFiltException("--out: name the output folder");
+        if (Shard.Count < 1 || Shard.Index < 0 || Shard.Index >= Shard.Count)
+            throw new CapFiltException($"--shard must be i/N with 0 <= i < N, got {Shard.Index}/{Shard.Count}");
         if (NumCaptions < 0) throw new CapFiltException($"--num-captions must be at least 0, got {NumCaptions}");
         if (!(TopP > 0 && TopP <= 1)) throw new CapFiltException($"--top-p must lie in (0, 1], got {TopP}");
         if (TopK < 0) throw new CapFiltException($"--top-k must be at least 0, got {TopK}");
@@ -127,6 +131,14 @@ public sealed record CapFiltOptions
         if (ItmBatchSize < 1) throw new CapFiltException($"--itm-batch-size must be at least 1, got {ItmBatchSize}");
         if (ChunkSize < 1) throw new CapFiltException($"--chunk-size must be at least 1, got {ChunkSize}");
         if (DecodeThreads < 1) throw new CapFiltException($"--decode-threads must be at least 1, got {DecodeThreads}");
+    }
+
+    /// <summary>An input or human file is found now, not after hours of work (human files are read by the merge).</summary>
+    private static void CheckFile(string option, string path)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new CapFiltException($"{option}: a file name is empty");
+        if (!File.Exists(path))
+            throw new CapFiltException($"{option}: {path} {(Directory.Exists(path) ? "is a directory, not a file" : "does not exist")}");
     }
 
     /// <summary>

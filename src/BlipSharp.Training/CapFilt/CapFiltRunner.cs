@@ -183,8 +183,8 @@ public sealed class CapFiltRunner
     }
 
     /// <summary>
-    /// Deletes the temporary files a killed run of this part left (a chunk being written when the process died); other
-    /// parts' temporaries are left alone, as another process may be writing them.
+    /// Deletes the temporary files a killed run of this part left (a chunk or this part's marker being written when the
+    /// process died); other parts' temporaries are left alone, as another process may be writing them.
     /// </summary>
     private void RemoveStaleTemporaries(string output, Action<string> log)
     {
@@ -198,7 +198,13 @@ public sealed class CapFiltRunner
             File.Delete(file);
             removed++;
         }
-        if (removed > 0) log($"removed {removed} unfinished chunk file(s) of an interrupted run");
+        string marker = PartPath(output, _options.Shard);
+        foreach (string file in Directory.EnumerateFiles(Path.GetDirectoryName(marker)!, Path.GetFileName(marker) + ".tmp-*"))
+        {
+            File.Delete(file);
+            removed++;
+        }
+        if (removed > 0) log($"removed {removed} unfinished file(s) of an interrupted run");
     }
 
     private static void CheckOrWriteSettings(string output, JsonObject settings)
