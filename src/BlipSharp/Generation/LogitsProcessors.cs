@@ -20,7 +20,7 @@ internal sealed class MinLengthProcessor(int minLength, long eosTokenId) : ILogi
     {
         if (sequences[0].Count >= minLength) return;
         using var column = scores.select(1, eosTokenId);
-        column.fill_(float.NegativeInfinity);
+        column.fill_(KeptScalars.Of(float.NegativeInfinity));
     }
 }
 
@@ -35,7 +35,7 @@ internal sealed class RepetitionPenaltyProcessor(double penalty) : ILogitsProces
         using var scope = NewDisposeScope();
         var ids = TokenTensor(sequences, scores.device);                       // (N, L)
         var picked = scores.gather(1, ids);                                    // (N, L)
-        var penalised = where(picked.lt(0), picked * penalty, picked / penalty);
+        var penalised = where(picked.lt(KeptScalars.Of(0.0)), picked * KeptScalars.Of(penalty), picked / KeptScalars.Of(penalty));
         scores.scatter_(1, ids, penalised);
     }
 
@@ -71,14 +71,14 @@ internal sealed class NoRepeatNgramProcessor(int ngramSize) : ILogitsProcessor
         if (banned.Count == 0) return;
         using var flat = scores.view(-1);
         using var index = tensor(banned.ToArray(), ScalarType.Int64, scores.device);
-        flat.index_fill_(0, index, float.NegativeInfinity);
+        flat.index_fill_(0, index, KeptScalars.Of(float.NegativeInfinity));
     }
 }
 
 /// <summary>Divides the scores by a temperature (<c>TemperatureLogitsWarper</c>).</summary>
 internal sealed class TemperatureWarper(double temperature) : ILogitsProcessor
 {
-    public void Process(IReadOnlyList<List<long>> sequences, Tensor scores) => scores.div_(temperature);
+    public void Process(IReadOnlyList<List<long>> sequences, Tensor scores) => scores.div_(KeptScalars.Of(temperature));
 }
 
 /// <summary>Keeps the k highest scores of each row, ties with the k-th included (<c>TopKLogitsWarper</c>).</summary>
@@ -90,7 +90,7 @@ internal sealed class TopKWarper(int topK) : ILogitsProcessor
         using var scope = NewDisposeScope();
         var (values, _) = scores.topk(k, dim: 1);
         var kth = values.narrow(1, k - 1, 1);                                   // (N, 1)
-        scores.masked_fill_(scores.lt(kth), float.NegativeInfinity);
+        scores.masked_fill_(scores.lt(kth), KeptScalars.Of(float.NegativeInfinity));
     }
 }
 
@@ -105,10 +105,10 @@ internal sealed class TopPWarper(double topP) : ILogitsProcessor
         using var scope = NewDisposeScope();
         var (sorted, indices) = scores.sort(dim: 1, descending: false);          // ascending (N, V)
         var cumulative = sorted.softmax(1).cumsum(1);
-        var remove = cumulative.le(1 - topP);
-        remove.select(1, remove.shape[1] - 1).fill_(false);                     // keep at least one token
+        var remove = cumulative.le(KeptScalars.Of(1 - topP));
+        remove.select(1, remove.shape[1] - 1).fill_(KeptScalars.OfFalse);                     // keep at least one token
         var removeOriginal = remove.scatter(1, indices, remove);
-        scores.masked_fill_(removeOriginal, float.NegativeInfinity);
+        scores.masked_fill_(removeOriginal, KeptScalars.Of(float.NegativeInfinity));
     }
 }
 

@@ -96,7 +96,7 @@ public sealed class BlipForConditionalGeneration : Module, IBlipTaskModel
         long t = inputIds.shape[1];
         using var head = inputIds.narrow(1, 0, t - 1);                          // (B, T-1): the trailing [SEP] dropped
         var ids = head.to(ScalarType.Int64, device).clone();
-        using (var first = ids.select(1, 0)) first.fill_(bos);
+        using (var first = ids.select(1, 0)) first.fill_(KeptScalars.Of(bos));
         Tensor? mask = null;
         if (attentionMask is not null)
         {

@@ -39,7 +39,7 @@ public static class AttentionMasks
         {
             extended = mask.unsqueeze(1).unsqueeze(1);                                                   // (B, 1, 1, T)
         }
-        return ((1.0 - extended) * -10000.0).MoveToOuterDisposeScope();
+        return extended.neg().add_(KeptScalars.Of(1.0)).mul_(KeptScalars.Of(-10000.0)).MoveToOuterDisposeScope(); // (1 - mask) * -10000
     }
 
     /// <summary>The additive cross-attention mask (B, 1, 1, S) from a (B, S) 1/0 mask.</summary>
@@ -54,6 +54,6 @@ public static class AttentionMasks
             ScalarType.Float64 => double.MinValue,
             _ => float.MinValue,
         };
-        return ((1.0 - m) * min).MoveToOuterDisposeScope();
+        return m.neg().add_(KeptScalars.Of(1.0)).mul_(KeptScalars.Of(min)).MoveToOuterDisposeScope(); // (1 - mask) * min
     }
 }

@@ -94,7 +94,7 @@ public sealed class BlipTextSelfAttention : Module
     {
         using var keysT = keys.transpose(2, 3);                                     // (B, nh, hd, S)
         using var raw = queries.matmul(keysT);                                      // (B, nh, Q, S)
-        using var scores = raw.mul_(1.0 / Math.Sqrt(_headDim));
+        using var scores = raw.mul_(KeptScalars.Of(1.0 / Math.Sqrt(_headDim)));
         if (additiveMask is not null) scores.add_(additiveMask);
         using var probs = scores.softmax(-1);
         return probs.matmul(values);                                                // (B, nh, Q, hd)

@@ -103,7 +103,7 @@ public sealed class BlipAttention : Module<Tensor, Tensor>
     // scores; for hd = 64 the scale is 1/8 and both orders round identically.
     private Tensor ExplicitAttention(Tensor q, Tensor k, Tensor v, double dropout)
     {
-        using var scaled = q * _scale;                                       // (B, g, T, hd)
+        using var scaled = q * KeptScalars.Of(_scale);                                       // (B, g, T, hd)
         using var keys = k.transpose(-2, -1);                                // (B, g, hd, S)
         using var scores = scaled.matmul(keys);                              // (B, g, T, S)
         using var probs = scores.softmax(-1);                                // (B, g, T, S)
