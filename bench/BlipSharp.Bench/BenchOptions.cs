@@ -32,6 +32,11 @@ internal enum Sections
     /// Runs before the BLIP-base models are built, which it then skips when it is the only section.
     /// </summary>
     RetrievalEval = 512,
+    /// <summary>
+    /// Images/s of the CapFilt engine (captioner + filter) at BLIP-base shapes over generated images (minutes; not in
+    /// <see cref="All"/>). Runs before the other sections' models are built, which it then skips when it is the only section.
+    /// </summary>
+    CapFilt = 1024,
 }
 
 /// <summary>Command-line options.</summary>
@@ -52,6 +57,10 @@ internal sealed record BenchOptions
     public int RetrievalTexts { get; init; } = 25000;
     public IReadOnlyList<int> RetrievalK { get; init; } = [4];
     public int ItmBatch { get; init; } = 256;
+    public int CapFiltImages { get; init; } = 64;
+    public int CapFiltBatch { get; init; } = 32;
+    public int CaptionLength { get; init; } = 15;
+    public int CapFiltProbe { get; init; } = 8;
     public bool TunedMalloc { get; init; }
     public long Seed { get; init; }
     public bool Help { get; init; }
@@ -65,7 +74,8 @@ internal sealed record BenchOptions
 
           --sections LIST      comma list of gemm, vision, itm, text, kernels, ops, stability, generation, fixtures,
                                or all (default all); retrieval-eval (not in all) measures the retrieval evaluator
-                               with a tiny model at COCO's counts (several minutes)
+                               with a tiny model at COCO's counts (several minutes); capfilt (not in all) measures
+                               blip capfilt's engine at BLIP-base shapes (several minutes)
           --reps N             timed rounds per measurement (default 10); medians are reported
           --warmup N           untimed calls per case first (default 2)
           --threads N          torch intra-op threads (default 2)
@@ -80,6 +90,10 @@ internal sealed record BenchOptions
           --retrieval-texts N  texts in retrieval-eval (default 25000)
           --retrieval-k LIST   comma list of k_test values, one evaluation each (default 4)
           --itm-batch N        ITM pairs per forward in retrieval-eval (default 256)
+          --capfilt-images N   images per capfilt run (default 64)
+          --capfilt-batch N    capfilt images per batch and records per chunk (default 32, the CLI's batch)
+          --caption-length N   capfilt's forced-length run: tokens counting [DEC] and the prompt (default 15)
+          --capfilt-probe N    images of capfilt's generated-length probe (default 8; 0: none)
           --malloc MODE        default (glibc as is) or tuned (mallopt: keep freed memory, see RESULTS.md)
           --seed N             weight and input seed (default 0)
           -h, --help           this text
@@ -111,6 +125,10 @@ internal sealed record BenchOptions
                 "--retrieval-texts" => o with { RetrievalTexts = Math.Max(1, Int()) },
                 "--retrieval-k" => o with { RetrievalK = ParseInts(name, Value()) },
                 "--itm-batch" => o with { ItmBatch = Math.Max(1, Int()) },
+                "--capfilt-images" => o with { CapFiltImages = Math.Max(1, Int()) },
+                "--capfilt-batch" => o with { CapFiltBatch = Math.Max(1, Int()) },
+                "--caption-length" => o with { CaptionLength = Math.Max(5, Int()) },
+                "--capfilt-probe" => o with { CapFiltProbe = Int() },
                 "--malloc" => o with
                 {
                     TunedMalloc = Value() switch

@@ -37,6 +37,19 @@ internal sealed class Benchmark(BenchOptions options, bool tunedMalloc) : IDispo
             }
             _details.Add(section);
         }
+        if (options.Sections.HasFlag(Sections.CapFilt))
+        {
+            // Before the other sections' models: it builds its own captioner and filter and frees them.
+            string section = CapFiltBench.Run(options);
+            if ((options.Sections & ~Sections.RetrievalEval) == Sections.CapFilt)
+            {
+                PrintHeader();
+                foreach (string d in _details) Console.WriteLine(d);
+                Console.WriteLine(section);
+                return;
+            }
+            _details.Add(section);
+        }
         Memory("start (torch loaded)");
         foreach (var dtype in options.DTypes)
         {

@@ -85,7 +85,8 @@ internal static class FixtureDeviation
         a.Sequences.Count == b.Sequences.Count && a.Sequences.Zip(b.Sequences).All(p => p.First.SequenceEqual(p.Second))
             ? "yes" : $"no ({a.Sequences.Zip(b.Sequences).Count(p => !p.First.SequenceEqual(p.Second))} of {a.Sequences.Count} rows differ)";
 
-    private static string FixturesDir()
+    /// <summary>The hf-blip fixtures: BLIP_FIXTURES_DIR, else ../shared/fixtures/hf-blip beside the repository.</summary>
+    internal static string FixturesDir()
     {
         string? env = Environment.GetEnvironmentVariable("BLIP_FIXTURES_DIR");
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

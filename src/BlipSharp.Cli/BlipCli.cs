@@ -18,19 +18,7 @@ public static class BlipCli
     /// <summary>Runs the command line with <paramref name="args"/>, writing results to <paramref name="output"/> and messages to <paramref name="error"/>.</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
     {
-        var root = new RootCommand("BLIP for .NET: caption images, answer questions about them, match and embed images and texts; make training data and train.");
-        root.Subcommands.Add(CaptionCommand.Create(output, error));
-        root.Subcommands.Add(VqaCommand.Create(output, error));
-        root.Subcommands.Add(MatchCommand.Create(output, error));
-        root.Subcommands.Add(EmbedCommand.Create(output, error));
-        root.Subcommands.Add(SynthCommand.Create(output, error));
-        root.Subcommands.Add(PretrainCommand.Create(output, error));
-        root.Subcommands.Add(FinetuneCommand.Create(output, error));
-        root.Subcommands.Add(EvaluateCommand.Create(output, error));
-        root.Subcommands.Add(EvaluateSynthCommand.Create(output, error));
-        root.Subcommands.Add(CapFiltCommand.Create(output, error));
-        root.Subcommands.Add(ScoreCommand.Create(output, error));
-        var parse = root.Parse(args);
+        var parse = CreateRootCommand(output, error).Parse(args);
         // ProcessTerminationTimeout null: `pretrain` handles Ctrl+C and SIGTERM itself (it finishes the step and writes a
         // checkpoint, which can take longer than any fixed timeout); the other verbs simply end.
         var config = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
@@ -51,6 +39,26 @@ public static class BlipCli
             error.WriteLine($"blip: {e.Message}");
             return UsageError;
         }
+    }
+
+    /// <summary>The <c>blip</c> command with every verb, not yet parsed (tests parse documented command lines with it).</summary>
+    /// <param name="output">Where the verbs write results.</param>
+    /// <param name="error">Where the verbs write messages.</param>
+    internal static RootCommand CreateRootCommand(TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("BLIP for .NET: caption images, answer questions about them, match and embed images and texts; make training data and train.");
+        root.Subcommands.Add(CaptionCommand.Create(output, error));
+        root.Subcommands.Add(VqaCommand.Create(output, error));
+        root.Subcommands.Add(MatchCommand.Create(output, error));
+        root.Subcommands.Add(EmbedCommand.Create(output, error));
+        root.Subcommands.Add(SynthCommand.Create(output, error));
+        root.Subcommands.Add(PretrainCommand.Create(output, error));
+        root.Subcommands.Add(FinetuneCommand.Create(output, error));
+        root.Subcommands.Add(EvaluateCommand.Create(output, error));
+        root.Subcommands.Add(EvaluateSynthCommand.Create(output, error));
+        root.Subcommands.Add(CapFiltCommand.Create(output, error));
+        root.Subcommands.Add(ScoreCommand.Create(output, error));
+        return root;
     }
 
     /// <summary>Runs the command line against the console.</summary>

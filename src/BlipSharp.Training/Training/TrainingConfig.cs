@@ -48,7 +48,11 @@ public sealed record TrainingConfig
 /// <summary>The <c>data</c> section: BLIP annotation files and the train transform.</summary>
 public sealed record DataConfig
 {
-    /// <summary>Annotation files (BLIP's <c>train_file</c>: JSON lists or JSON lines of <c>{image, caption}</c>), read in order.</summary>
+    /// <summary>
+    /// Training files, read in order: annotation files (BLIP's <c>train_file</c>: JSON lists or JSON lines of
+    /// <c>{image, caption}</c>) and, for image-text training (<see cref="TrainingData.LoadDataset"/>), WebDataset
+    /// <c>.tar</c> shards. The fine-tuning tasks read their own formats (retrieval, VQA, NLVR: annotation files only).
+    /// </summary>
     public IReadOnlyList<string> TrainFiles { get; init; } = [];
 
     /// <summary>Folder the image paths are relative to; null: each annotation file's folder.</summary>
@@ -95,7 +99,7 @@ public sealed record DataConfig
 
     internal void Validate()
     {
-        if (TrainFiles.Count == 0) throw new TrainingConfigException("data.train_files", "must list at least one annotation file");
+        if (TrainFiles.Count == 0) throw new TrainingConfigException("data.train_files", "must list at least one annotation file (or .tar shard)");
         if (TrainFiles.Any(string.IsNullOrWhiteSpace)) throw new TrainingConfigException("data.train_files", "has an empty path");
         Positive(ImageSize, "data.image_size");
         Positive(BatchSize, "data.batch_size");
