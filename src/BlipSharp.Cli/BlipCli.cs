@@ -29,6 +29,7 @@ public static class BlipCli
         root.Subcommands.Add(EvaluateCommand.Create(output, error));
         root.Subcommands.Add(EvaluateSynthCommand.Create(output, error));
         root.Subcommands.Add(CapFiltCommand.Create(output, error));
+        root.Subcommands.Add(BootstrapCommand.Create(output, error));
         root.Subcommands.Add(ScoreCommand.Create(output, error));
         var parse = root.Parse(args);
         // ProcessTerminationTimeout null: `pretrain` handles Ctrl+C and SIGTERM itself (it finishes the step and writes a
