@@ -159,6 +159,24 @@ public sealed class BootstrapTests : IDisposable
     }
 
     [Fact]
+    public void ANamedWorldIsUsedInsteadOfMakingOne()
+    {
+        string world = Path.Combine(_root, "my-world");
+        Directory.CreateDirectory(world);
+        var missing = Assert.Throws<BootstrapException>(() => new BootstrapPipeline(Recipe($"world.dir={world}"), new FakeRunner()).Run());
+        Assert.Contains($"world.dir names {world}, which has no pretrain.json", missing.Message);
+
+        File.WriteAllText(Path.Combine(world, "pretrain.json"), "[]");
+        var runner = new FakeRunner();
+        var result = new BootstrapPipeline(Recipe($"world.dir={world}"), runner).Run();
+
+        Assert.DoesNotContain("synth world", runner.Calls);
+        Assert.DoesNotContain("world", result.Ran);
+        Assert.Contains($"data.train_files=[\"{Path.Combine(world, "classify.json")}\"]", runner.Requests["vit"].Overrides);
+        Assert.Equal([Path.Combine(world, "pretrain.json")], runner.CapFiltOptions!.Inputs);
+    }
+
+    [Fact]
     public void AnEpochScheduleKeepsTheRecipesEpochs()
     {
         var runner = new FakeRunner();
