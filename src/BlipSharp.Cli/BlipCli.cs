@@ -57,6 +57,7 @@ public static class BlipCli
         root.Subcommands.Add(EvaluateCommand.Create(output, error));
         root.Subcommands.Add(EvaluateSynthCommand.Create(output, error));
         root.Subcommands.Add(CapFiltCommand.Create(output, error));
+        root.Subcommands.Add(BootstrapCommand.Create(output, error));
         root.Subcommands.Add(ScoreCommand.Create(output, error));
         return root;
     }
