@@ -468,10 +468,5 @@ public sealed class BootstrapPipeline
             noise?["precision"]?.GetValue<double>(), noise?["recall"]?.GetValue<double>(), noise?["clean_kept_fraction"]?.GetValue<double>());
     }
 
-    private static void WriteAtomic(string path, string text)
-    {
-        string temporary = path + ".tmp";
-        File.WriteAllText(temporary, text);
-        File.Move(temporary, path, overwrite: true);
-    }
+    private static void WriteAtomic(string path, string text) => AtomicFile.WriteText(path, text);
 }

@@ -152,54 +152,13 @@ public static class CapFiltInput
             string reason = $"no image member (looked for {string.Join(", ", options.ImageExtensions.Select(e => "." + e))}; has {string.Join(", ", s.Fields.Keys.Order(StringComparer.Ordinal).Select(k => "." + k))})";
             return o => Malformed(o, shard, location, reason);
         }
-        IReadOnlyList<string>? captions = null;
-        string? imageId = null;
-        var extra = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        if (s.Fields.TryGetValue("json", out var json))
-        {
-            try
-            {
-                using var doc = JsonDocument.Parse(json, JsonOptions);
-                if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                    return o => Malformed(o, shard, location, $"'{s.Key}.json' must hold a JSON object, got a {AnnotationReader.Kind(doc.RootElement)}");
-                foreach (var p in doc.RootElement.EnumerateObject())
-                {
-                    if (p.NameEquals(options.CaptionField))
-                    {
-                        captions = AnnotationReader.ParseCaptions(p.Value, options.CaptionField, out string? error);
-                        if (captions == null) return o => Malformed(o, shard, location, $"in '{s.Key}.json': {error}");
-                    }
-                    else if (p.NameEquals(options.ImageIdField) && p.Value.ValueKind is JsonValueKind.String or JsonValueKind.Number)
-                    {
-                        imageId = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : p.Value.GetRawText();
-                    }
-                    else
-                    {
-                        extra[p.Name] = p.Value.Clone();
-                    }
-                }
-            }
-            catch (JsonException e)
-            {
-                string reason = $"invalid JSON in '{s.Key}.json': {e.Message}";
-                return o => Malformed(o, shard, location, reason);
-            }
-        }
-        foreach (string textExt in options.TextExtensions)
-        {
-            if (!s.Fields.TryGetValue(textExt.ToLowerInvariant(), out var text)) continue;
-            try
-            {
-                captions = [new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(text).TrimStart('\uFEFF')];
-            }
-            catch (DecoderFallbackException)
-            {
-                return o => Malformed(o, shard, location, $"'{s.Key}.{textExt}' is not UTF-8 text");
-            }
-            break;
-        }
+        if (!WebDataset.TryReadText(s.Key, s.Fields, options, out var captions, out string? imageId, out var extra, out string? problem, out _))
+            return o => Malformed(o, shard, location, problem!);
         if (captions == null)
-            return o => Malformed(o, shard, location, $"no caption (looked for {string.Join(", ", options.TextExtensions.Select(e => "." + e))} or the '{options.CaptionField}' field of .json)");
+        {
+            string reason = WebDataset.NoCaption(options) + ")";
+            return o => Malformed(o, shard, location, reason);
+        }
         var image = ImageSource.FromMemory($"{shard}:{s.Key}.{ext}", s.Fields[ext]);
         var texts = captions;
         string id = imageId ?? s.Key;

@@ -191,28 +191,8 @@ public static class CapFiltModels
 
     private static PretrainingTrainingTask LoadPretrainRun(RunConfig run, string path, string option, Action<string> log, out string file)
     {
-        // The checkpoint holds every weight: the ViT initialisation is not read again.
-        var config = TrainingConfigLoader.Load(run.Path, ["model.vision_init=null"]);
-        var task = PretrainingTrainingTask.Create(config, new TrainingTaskContext(new Data.ImageTextDataset("none", []), log));
-        try
-        {
-            file = FinetuneWeights.Resolve(path, option);
-            var weights = SafeTensors.Load(file);
-            try
-            {
-                StateDictLoader.LoadStrict(task.PretrainingModel, weights, file);
-            }
-            finally
-            {
-                foreach (var t in weights.Values) t.Dispose();
-            }
-            return task;
-        }
-        catch
-        {
-            task.Dispose();
-            throw;
-        }
+        file = FinetuneWeights.Resolve(path, option);
+        return PretrainingTrainingTask.LoadCheckpoint(run.Path, file, log);
     }
 }
 

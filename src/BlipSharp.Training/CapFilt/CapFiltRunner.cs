@@ -339,7 +339,7 @@ public sealed class CapFiltRunner
             Array.Fill(result, []);
             return result;
         }
-        var device = DeviceOf(_captioner.Model);
+        var device = Pipelines.PipelineModel.DeviceOf(_captioner.Model);
         var pixels = _captioner.ImageProcessor.Preprocess(images).to(device);
         var options = _generation with { Seed = SeededRandom.DeriveSeed(_options.Seed, chunk, batchIndex, 7) };
         using var generated = BlipCaptionGenerator.Generate(_captioner.Model, _captioner.Tokenizer, pixels, _prompt, options);
@@ -352,7 +352,7 @@ public sealed class CapFiltRunner
     private (List<ScoredText> Web, List<ScoredText> Synthetic)[] Filter(List<RgbImage> images, List<IReadOnlyList<string>> web, IReadOnlyList<string>[] synthetic)
     {
         var model = _filter.Model;
-        var device = DeviceOf(model);
+        var device = Pipelines.PipelineModel.DeviceOf(model);
         var pixels = _filter.ImageProcessor.Preprocess(images).to(device);
         var imageEmbeds = model.EncodeImage(pixels);                         // (I, 1+N, Dv)
         var imageFeatures = model.ImageFeatures(imageEmbeds);                // (I, P)
@@ -419,12 +419,6 @@ public sealed class CapFiltRunner
     /// <param name="itm">Its ITM match probability.</param>
     /// <param name="itc">Its ITC cosine similarity.</param>
     public bool Keeps(double itm, double itc) => itm >= _options.Threshold && (_options.ItcThreshold is not double t || itc >= t);
-
-    private static Device DeviceOf(nn.Module module)
-    {
-        foreach (var p in module.parameters()) return p.device;
-        return CPU;
-    }
 
     private void Commit(string output, long chunk, List<RecordResult> results)
     {

@@ -189,10 +189,36 @@ public static partial class WebDataset
             log.Report(new DataIssue(shard, location, $"no image member (looked for {string.Join(", ", options.ImageExtensions.Select(e => "." + e))}; has {Members(s)})"));
             return;
         }
-        IReadOnlyList<string>? captions = null;
-        string? imageId = null;
-        var extra = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        if (s.Meta.TryGetValue("json", out var json))
+        if (!TryReadText(s.Key, s.Meta, options, out var captions, out string? imageId, out var extra, out string? problem, out var inner))
+        {
+            log.Report(new DataIssue(shard, location, problem!), inner);
+            return;
+        }
+        if (captions == null)
+        {
+            log.Report(new DataIssue(shard, location, $"{NoCaption(options)}; has {Members(s)})"));
+            return;
+        }
+        var (offset, size, member) = s.Images[imageExt];
+        imageId ??= s.Key;
+        entries.Add(new ImageTextEntry(ImageSource.FromFileRange(shard, member, offset, size), captions, imageId,
+            indexer.IndexOf(imageId), extra, shard, location));
+    }
+
+    /// <summary>
+    /// Reads a sample's text members: the <c>.json</c> member (caption field, image id, every other field) and the text
+    /// members (<see cref="WebDatasetOptions.TextExtensions"/>, which win over the JSON caption). False with the problem
+    /// when a member is malformed; true with null captions when the sample has none (<see cref="NoCaption"/>).
+    /// </summary>
+    internal static bool TryReadText(string key, IReadOnlyDictionary<string, byte[]> members, WebDatasetOptions options, out IReadOnlyList<string>? captions,
+        out string? imageId, out Dictionary<string, JsonElement> extra, out string? problem, out Exception? inner)
+    {
+        captions = null;
+        imageId = null;
+        extra = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        problem = null;
+        inner = null;
+        if (members.TryGetValue("json", out var json))
         {
             JsonDocument doc;
             try
@@ -201,15 +227,15 @@ public static partial class WebDataset
             }
             catch (JsonException e)
             {
-                log.Report(new DataIssue(shard, location, $"invalid JSON in '{s.Key}.json': {e.Message}"), e);
-                return;
+                (problem, inner) = ($"invalid JSON in '{key}.json': {e.Message}", e);
+                return false;
             }
             using (doc)
             {
                 if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 {
-                    log.Report(new DataIssue(shard, location, $"'{s.Key}.json' must hold a JSON object, got a {AnnotationReader.Kind(doc.RootElement)}"));
-                    return;
+                    problem = $"'{key}.json' must hold a JSON object, got a {AnnotationReader.Kind(doc.RootElement)}";
+                    return false;
                 }
                 foreach (var p in doc.RootElement.EnumerateObject())
                 {
@@ -218,8 +244,8 @@ public static partial class WebDataset
                         captions = AnnotationReader.ParseCaptions(p.Value, options.CaptionField, out string? error);
                         if (captions == null)
                         {
-                            log.Report(new DataIssue(shard, location, $"in '{s.Key}.json': {error}"));
-                            return;
+                            problem = $"in '{key}.json': {error}";
+                            return false;
                         }
                     }
                     else if (p.NameEquals(options.ImageIdField) && p.Value.ValueKind is JsonValueKind.String or JsonValueKind.Number)
@@ -235,33 +261,24 @@ public static partial class WebDataset
         }
         foreach (string ext in options.TextExtensions)
         {
-            if (s.Meta.TryGetValue(ext.ToLowerInvariant(), out var text))
+            if (!members.TryGetValue(ext.ToLowerInvariant(), out var text)) continue;
+            try
             {
-                string caption;
-                try
-                {
-                    caption = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(text);
-                }
-                catch (DecoderFallbackException e)
-                {
-                    log.Report(new DataIssue(shard, location, $"'{s.Key}.{ext}' is not UTF-8 text"), e);
-                    return;
-                }
-                captions = [caption.TrimStart('\uFEFF')];
-                break;
+                captions = [new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(text).TrimStart('\uFEFF')];
             }
+            catch (DecoderFallbackException e)
+            {
+                (problem, inner) = ($"'{key}.{ext}' is not UTF-8 text", e);
+                return false;
+            }
+            break;
         }
-        if (captions == null)
-        {
-            log.Report(new DataIssue(shard, location,
-                $"no caption (looked for {string.Join(", ", options.TextExtensions.Select(e => "." + e))} or the '{options.CaptionField}' field of .json; has {Members(s)})"));
-            return;
-        }
-        var (offset, size, member) = s.Images[imageExt];
-        imageId ??= s.Key;
-        entries.Add(new ImageTextEntry(ImageSource.FromFileRange(shard, member, offset, size), captions, imageId,
-            indexer.IndexOf(imageId), extra, shard, location));
+        return true;
     }
+
+    /// <summary>The start of the message for a sample without a caption: what was looked for (the caller closes the parenthesis).</summary>
+    internal static string NoCaption(WebDatasetOptions options) =>
+        $"no caption (looked for {string.Join(", ", options.TextExtensions.Select(e => "." + e))} or the '{options.CaptionField}' field of .json";
 
     private static string Members(PendingSample s) =>
         s.Seen.Count == 0 ? "nothing" : string.Join(", ", s.Seen.Order(StringComparer.Ordinal).Select(e => "." + e));

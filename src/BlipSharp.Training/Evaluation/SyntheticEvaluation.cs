@@ -141,24 +141,11 @@ public static class SyntheticEvaluation
         ArgumentException.ThrowIfNullOrEmpty(testAnnotationFile);
         string configPath = Path.Combine(runDirectory, Trainer<ImageTextBatch>.ConfigFile);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{runDirectory} has no {Trainer<ImageTextBatch>.ConfigFile}: not a run folder.", configPath);
-        var config = TrainingConfigLoader.Load(configPath, ["model.vision_init=null"]); // the checkpoint holds every weight
-        if (config.Task != PretrainingTrainingTask.Name)
-            throw new InvalidDataException($"{configPath}: task '{config.Task}' is not '{PretrainingTrainingTask.Name}'.");
         string checkpoint = new CheckpointStore(Path.Combine(runDirectory, Trainer<ImageTextBatch>.CheckpointsDirectory)).Latest()
             ?? throw new FileNotFoundException($"{runDirectory} has no complete checkpoint.");
         var testSet = CocoKarpathy.LoadEval(testAnnotationFile, options: new AnnotationOptions { Strict = true });
 
-        using var task = PretrainingTrainingTask.Create(config, new TrainingTaskContext(new ImageTextDataset("none", []), _ => { }));
-        string weightsPath = Path.Combine(checkpoint, Trainer<ImageTextBatch>.ModelFile);
-        var weights = SafeTensors.Load(weightsPath);
-        try
-        {
-            StateDictLoader.LoadStrict(task.PretrainingModel, weights, weightsPath);
-        }
-        finally
-        {
-            foreach (var t in weights.Values) t.Dispose();
-        }
+        using var task = PretrainingTrainingTask.LoadCheckpoint(configPath, Path.Combine(checkpoint, Trainer<ImageTextBatch>.ModelFile), _ => { });
         return Evaluate(task.PretrainingModel, task.Tokenizer, testSet, options);
     }
 

@@ -69,6 +69,37 @@ public sealed class PretrainingTrainingTask : ITrainingTask<ImageTextBatch>
     /// <summary>The final alpha.</summary>
     public double Alpha { get; }
 
+    /// <summary>
+    /// The model of a <c>blip pretrain</c> run: its saved recipe (<paramref name="configPath"/>) rebuilt without reading the
+    /// ViT initialisation again, with the weights of <paramref name="weightsPath"/> (a checkpoint's
+    /// <c>model.safetensors</c>) loaded strictly. The caller disposes the task.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The recipe is not a <c>pretrain</c> recipe.</exception>
+    internal static PretrainingTrainingTask LoadCheckpoint(string configPath, string weightsPath, Action<string> log)
+    {
+        var config = TrainingConfigLoader.Load(configPath, ["model.vision_init=null"]); // the checkpoint holds every weight
+        if (config.Task != Name) throw new InvalidDataException($"{configPath}: task '{config.Task}' is not '{Name}'.");
+        var task = Create(config, new TrainingTaskContext(new ImageTextDataset("none", []), log));
+        try
+        {
+            var weights = BlipSharp.Checkpoints.SafeTensors.Load(weightsPath);
+            try
+            {
+                BlipSharp.Checkpoints.StateDictLoader.LoadStrict(task.PretrainingModel, weights, weightsPath);
+            }
+            finally
+            {
+                foreach (var t in weights.Values) t.Dispose();
+            }
+            return task;
+        }
+        catch
+        {
+            task.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Builds the task a recipe describes (registered as <see cref="Name"/> in <see cref="TrainingTasks"/>).</summary>
     /// <param name="config">The recipe.</param>
     /// <param name="context">The data and a log.</param>
